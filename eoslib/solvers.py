@@ -1,0 +1,182 @@
+"""Solvers for full-batch training, seen as integrators of the gradient flow dθ/dt = −∇L(θ).
+
+Every solver has ``step(objective, θ) -> (θ_next, record)``; ``record`` holds the step's Δt, the loss and
+gradient norm at θ and, where computed, the top Hessian eigenvalues at θ (``eigs``, largest first).
+Flow time t = Σ Δt is accumulated by :func:`eoslib.training.train`. Solvers keep their own warm-start
+eigenvectors between steps (``state_dict``/``load_state_dict`` carry them through checkpoints).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+from torch import Tensor
+
+from .eigen import EigenResult, top_eigenpairs
+from .objective import Objective
+
+
+class _EigenTracker:
+    """Warm-started top-k eigenpairs of ∇²L along a trajectory."""
+
+    def __init__(self, k: int, tol: float, guard: int = 0) -> None:
+        self.k, self.tol, self.guard = k, tol, guard
+        self.vectors: Tensor | None = None
+
+    def __call__(self, objective: Objective, theta: Tensor) -> EigenResult:
+        r = top_eigenpairs(
+            objective.hvp_operator(theta), objective.P, self.k, v0=self.vectors, tol=self.tol,
+            guard=self.guard, dtype=torch.float64, device=theta.device,
+        )
+        self.vectors = r.vectors.to(objective.dtype)
+        return r
+
+    def state_dict(self) -> dict:
+        return {"vectors": self.vectors}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vectors = state.get("vectors")
+
+
+def _eig_record(r: EigenResult) -> dict:
+    return {"eigs": r.values.tolist(), "eig_matvecs": r.matvecs, "eig_converged": r.converged,
+            "eig_residual": float(r.residuals.max())}
+
+
+class Solver:
+    """Base class: warm-start state plumbing shared by the solvers."""
+
+    tracker: _EigenTracker | None = None
+
+    def state_dict(self) -> dict:
+        return self.tracker.state_dict() if self.tracker is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.tracker is not None:
+            self.tracker.load_state_dict(state)
+
+    def step(self, objective: Objective, theta: Tensor, dt_cap: float | None = None) -> tuple[Tensor, dict]:
+        raise NotImplementedError
+
+
+class GradientDescent(Solver):
+    """Full-batch GD θ ← θ − η∇L(θ) (Δt = η). Tracks the top ``k`` Hessian eigenvalues every ``track_every``
+    steps when set (warm-started, so tracking every step costs about one block HVP)."""
+
+    def __init__(self, lr: float, track_every: int | None = None, k: int = 1, tol: float = 1e-3) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be positive (got {lr})")
+        self.lr, self.track_every = lr, track_every
+        self.tracker = _EigenTracker(k, tol) if track_every else None
+        self._count = 0
+
+    def step(self, objective, theta, dt_cap=None):
+        loss, g = objective.loss_and_grad(theta)
+        rec = {"dt": self.lr, "loss": loss.item(), "grad_norm": g.norm().item()}
+        if self.tracker is not None and self._count % self.track_every == 0:
+            rec |= _eig_record(self.tracker(objective, theta))
+        self._count += 1
+        return theta - self.lr * g, rec
+
+
+class AdaptiveGD(Solver):
+    """GD with the step tied to the sharpness: Δt = min(Δt_max, c/λ₁) (λ₁ ≤ 0 gives Δt_max).
+
+    With c < 2 the step stays below the edge of stability 2/λ₁ of the local quadratic model."""
+
+    def __init__(self, dt_max: float, c: float = 1.0, tol: float = 1e-3) -> None:
+        if not (dt_max > 0 and c > 0):
+            raise ValueError(f"dt_max and c must be positive (got {dt_max}, {c})")
+        self.dt_max, self.c = dt_max, c
+        self.tracker = _EigenTracker(1, tol)
+
+    def step(self, objective, theta, dt_cap=None):
+        loss, g = objective.loss_and_grad(theta)
+        r = self.tracker(objective, theta)
+        lam = r.values[0].item()
+        dt = self.dt_max if lam <= 0 else min(self.dt_max, self.c / lam)
+        dt = dt if dt_cap is None else min(dt, dt_cap)
+        rec = {"dt": dt, "loss": loss.item(), "grad_norm": g.norm().item()} | _eig_record(r)
+        return theta - dt * g, rec
+
+
+def phi1(lam: Tensor, dt: float) -> Tensor:
+    """φ(λ) = (1 − e^{−λΔt})/λ = −expm1(−λΔt)/λ, the exact flow factor along an eigendirection of a quadratic;
+    → Δt as λ → 0 (evaluated by its series there, so no 0/0)."""
+    x = lam * dt
+    small = x.abs() < 1e-8
+    safe = torch.where(small, torch.ones_like(lam), lam)
+    return torch.where(small, dt * (1 - x / 2), -torch.expm1(-x) / safe)
+
+
+class ExponentialEuler(Solver):
+    """Exponential Euler step (paper-notes §2; same update as the authors' Stable-Solvers, our code).
+
+    With g = ∇L(θ) and the top k+1 Hessian eigenpairs (λ_m, v_m), k = ``stiff_dim`` (default Q, Q − 1 for CE):
+        Δt = min(Δt_max, 1/|λ_{k+1}|), c_m = v_mᵀ g,
+        θ ← θ − Σ_{m≤k} c_m · min(φ(λ_m), Δt) · v_m − Δt · (g − Σ_{m≤k} c_m v_m).
+    The k stiff directions follow the local quadratic model exactly; the bulk takes a stable Euler step.
+    """
+
+    def __init__(self, dt_max: float, stiff_dim: int | None = None, tol: float = 1e-3, guard: int = 0) -> None:
+        if not dt_max > 0:
+            raise ValueError(f"dt_max must be positive (got {dt_max})")
+        if stiff_dim is not None and stiff_dim < 0:
+            raise ValueError(f"stiff_dim must be ≥ 0 (got {stiff_dim})")
+        self.dt_max, self.stiff_dim, self.tol, self.guard = dt_max, stiff_dim, tol, guard
+        self.tracker: _EigenTracker | None = None
+
+    def step(self, objective, theta, dt_cap=None):
+        k = objective.stiff_dim if self.stiff_dim is None else self.stiff_dim
+        k = min(k, objective.P - 1)
+        if self.tracker is None or self.tracker.k != k + 1:
+            vectors = self.tracker.vectors if self.tracker is not None else None
+            self.tracker = _EigenTracker(k + 1, self.tol, self.guard)
+            self.tracker.vectors = vectors
+        loss, g = objective.loss_and_grad(theta)
+        r = self.tracker(objective, theta)
+        lam_bulk = abs(r.values[k].item())
+        dt = self.dt_max if lam_bulk == 0 else min(self.dt_max, 1.0 / lam_bulk)
+        dt = dt if dt_cap is None else min(dt, dt_cap)
+        V = r.vectors[:, :k].to(theta.dtype)
+        lam = r.values[:k].to(theta.dtype)
+        c = V.T @ g
+        stiff = V @ (c * torch.minimum(phi1(lam, dt), torch.full_like(lam, dt)))
+        theta_next = theta - stiff - dt * (g - V @ c)
+        rec = {"dt": dt, "loss": loss.item(), "grad_norm": g.norm().item()} | _eig_record(r)
+        return theta_next, rec
+
+
+class ReferenceFlow:
+    """High-accuracy integration of dθ/dt = −∇L(θ): scipy ``solve_ivp`` (explicit ``method``, default DOP853)
+    with error control at ``rtol``/``atol``. The ground truth the other solvers are measured against.
+
+    Explicit methods are limited by stability to steps ~ 3/λ₁, so the cost grows with the sharpness; use a
+    float64 objective when rtol is below ~1e-6 (float32 gradients cannot support more)."""
+
+    def __init__(self, rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853") -> None:
+        if method not in ("RK45", "DOP853", "RK23"):
+            raise ValueError(f"ReferenceFlow needs an explicit method: RK45, DOP853 or RK23 (got {method!r})")
+        self.rtol, self.atol, self.method = rtol, atol, method
+        self.nfev = 0
+
+    def integrate(self, objective: Objective, theta0: Tensor, times: Sequence[float]) -> Tensor:
+        """θ(t) at each requested time (len(times) × P, times sorted ascending, ≥ 0)."""
+        times = np.asarray(times, dtype=np.float64)
+        if times.ndim != 1 or len(times) == 0 or np.any(np.diff(times) < 0) or times[0] < 0:
+            raise ValueError("times must be a non-empty, ascending sequence of non-negative flow times")
+
+        def rhs(_t, th):
+            g = objective.grad(torch.from_numpy(th).to(objective.device, objective.dtype))
+            if not torch.isfinite(g).all():
+                raise FloatingPointError(f"non-finite gradient in the reference flow at t={_t:g}")
+            return -g.double().cpu().numpy()
+
+        sol = solve_ivp(rhs, (0.0, float(times[-1])), theta0.double().cpu().numpy(), method=self.method,
+                        t_eval=times, rtol=self.rtol, atol=self.atol)
+        if not sol.success:
+            raise RuntimeError(f"reference flow failed: {sol.message}")
+        self.nfev += sol.nfev
+        return torch.from_numpy(sol.y.T.copy()).to(objective.device, objective.dtype)
