@@ -6,8 +6,10 @@ their residuals R = AX − XΛ and the previous search directions — with a Ray
 Each iteration costs one block matvec over the *unconverged* columns only (soft locking). A pair (λ, v) is
 converged when ‖Av − λv‖ ≤ tol·|λ₁|. Warm-starting from the previous training step's vectors typically
 converges after the single block matvec that the initial Rayleigh–Ritz needs.
-The Rayleigh–Ritz basis [X, W, P] is kept orthonormal block by block (projection twice, then SVQB with
-near-dependent directions dropped), which stays stable when residuals become tiny or dependent.
+The basis [X, W, P] is kept orthonormal: W is projected off X and P twice and orthonormalised (SVQB,
+near-dependent directions dropped); P is formed from Ritz coefficients orthogonalised in the small
+coefficient space (Duersch et al. 2018), so no cancellation ever happens in R^dim and the carried
+products AX, AP stay consistent with X, P to rounding.
 """
 from __future__ import annotations
 
@@ -116,26 +118,27 @@ def top_eigenpairs(
         if not active[:k].any() or matvecs >= max_matvecs or it >= dim:
             break
         it += 1
-        W, _ = _project_out(R[:, active], None, [(X, AX)])
+        bases = [(X, AX)] + ([] if Pd is None else [(Pd, APd)])
+        W, _ = _project_out(R[:, active], None, bases)
         W, _ = _svqb(W)
         if W.shape[1] == 0:
             break
         AW = A(W)
         matvecs += W.shape[1]
-        blocks, Ablocks = [X, W], [AX, AW]
-        if Pd is not None:
-            Pd, APd = _project_out(Pd, APd, [(X, AX), (W, AW)])
-            Pd, APd = _svqb(Pd, APd)
-            blocks.append(Pd)
-            Ablocks.append(APd)
-        S, AS = torch.cat(blocks, 1), torch.cat(Ablocks, 1)
+        S = torch.cat([X, W] + ([] if Pd is None else [Pd]), 1)  # orthonormal by construction
+        AS = torch.cat([AX, AW] + ([] if APd is None else [APd]), 1)
         T = S.T @ AS
         evals, Y = torch.linalg.eigh((T + T.T) / 2)
-        evals, Y = evals.flip(0)[:m], Y.flip(1)[:, :m]
-        Xn, AXn = S @ Y, AS @ Y
-        overlap = X.T @ Xn
-        Pd, APd = Xn - X @ overlap, AXn - AX @ overlap  # new directions outside the old Ritz block
-        X, AX, theta = Xn, AXn, evals
+        theta, Y = evals.flip(0)[:m], Y.flip(1)[:, :m]
+        X, AX = S @ Y, AS @ Y
+        # Search directions: the W/P part of the Ritz coefficients, orthogonalised against Y in coefficient
+        # space (small matrices), so P is orthonormal and ⟂ X without cancellation in R^dim.
+        Z = Y.clone()
+        Z[:m] = 0
+        for _ in range(2):
+            Z = Z - Y @ (Y.T @ Z)
+        Z, _ = _svqb(Z, drop=1e-14)
+        Pd, APd = (S @ Z, AS @ Z) if Z.shape[1] else (None, None)
     converged = not active[:k].any()
     if not converged:
         warnings.warn(

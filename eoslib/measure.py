@@ -1,0 +1,73 @@
+"""A measurement hook for :func:`eoslib.training.train`: curvature, layer shares and alignment along a run.
+
+Columns it adds to the trajectory row of θ (every ``every`` steps and at the final iterate):
+``accuracy``; ``hess_lam1``, ``ggn_lam1``, ``res_lam1`` — λ_max of ∇²L, G and H (largest algebraic);
+``share_1..share_K`` — layer shares ‖w_k‖² of λ_max(G); for MLPs the alignment summaries on a fixed probe
+subset (``alpha_mean``, ``alpha_median``, ``alpha_gmean`` of α(x) = ‖P₁‖/Πₖ‖Jᵏ‖, ``chain_gain`` = mean ‖P₁‖,
+``jnorm_k`` = geometric mean of ‖Jᵏ‖₂, ``afac_k`` = mean aₖ); ``measure_seconds``, the hook's own cost.
+Eigenvectors are warm-started from the previous measurement.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor
+
+from .alignment import _is_mlp, alignment_summary
+from .curvature import OPERATORS, shares_of
+from .eigen import top_eigenpairs
+from .objective import Objective
+
+_SHORT = {"hessian": "hess", "ggn": "ggn", "residual": "res"}
+
+
+class Measurement:
+    """Train hook: ``hook(objective, θ, step=, t=, final=) -> dict | None`` (fires when step % every == 0
+    or at the final iterate). ``probe``: size of the fixed seeded subset used for alignment (None = all).
+    Per-measurement cost is printed once (``verbose``) and stored in ``measure_seconds``."""
+
+    def __init__(
+        self,
+        every: int = 10,
+        tol: float = 1e-3,
+        operators: tuple[str, ...] = OPERATORS,
+        shares: bool = True,
+        alignment: bool = True,
+        probe: int | None = 512,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"every must be ≥ 1 (got {every})")
+        if shares and "ggn" not in operators:
+            raise ValueError("layer shares need the 'ggn' operator")
+        self.every, self.tol, self.operators = every, tol, operators
+        self.shares, self.alignment, self.probe, self.seed, self.verbose = shares, alignment, probe, seed, verbose
+        self._v0: dict[str, Tensor] = {}
+
+    def __call__(self, objective: Objective, theta: Tensor, step: int, t: float, final: bool) -> dict | None:
+        if not final and step % self.every:
+            return None
+        start = time.perf_counter()
+        return self.measure(objective, theta) | {"measure_seconds": time.perf_counter() - start}
+
+    def measure(self, objective: Objective, theta: Tensor) -> dict:
+        """All columns at θ, without the firing rule."""
+        row: dict = {"accuracy": objective.accuracy(theta)}
+        for name in self.operators:
+            r = top_eigenpairs(objective.hvp_operator(theta, name), objective.P, 1, v0=self._v0.get(name),
+                               tol=self.tol, device=theta.device)
+            self._v0[name] = r.vectors
+            row[f"{_SHORT[name]}_lam1"] = float(r.values[0])
+            if name == "ggn" and self.shares:
+                row |= {f"share_{k + 1}": float(s) for k, s in enumerate(shares_of(objective, r.vectors[:, 0]))}
+        if self.alignment and _is_mlp(objective.model):
+            model = objective.to_model(theta)
+            with torch.no_grad():
+                s = alignment_summary(model, objective.X, probe=self.probe, seed=self.seed)
+            row |= {k: s[k] for k in ("alpha_mean", "alpha_median", "alpha_gmean")}
+            row["chain_gain"] = s["chain_gain_mean"]
+            row |= {f"jnorm_{k + 1}": float(torch.tensor(v).exp()) for k, v in enumerate(s["log_norm_mean"])}
+            row |= {f"afac_{k + 1}": v for k, v in enumerate(s["factor_mean"])}
+        return row
