@@ -99,9 +99,39 @@ def preactivations(model: nn.Sequential, X: Tensor) -> list[Tensor]:
 # ----------------------------------------------------------------------------------------------------------
 # closed form (MLPs)
 # ----------------------------------------------------------------------------------------------------------
-def activation_derivative(act: nn.Module, z: Tensor) -> Tensor:
-    """σ′(z) for an elementwise σ, same shape as z: ``vmap(grad(σ))`` over all entries at once (batched)."""
-    return vmap(grad(act))(z.reshape(-1)).reshape(z.shape)
+def _gelu_prime(act: nn.GELU, z: Tensor) -> Tensor | None:
+    if act.approximate != "none":
+        return None
+    return 0.5 * (1 + torch.erf(z / math.sqrt(2))) + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+def _softplus_prime(act: nn.Softplus, z: Tensor) -> Tensor:
+    return torch.where(act.beta * z > act.threshold, torch.ones_like(z), torch.sigmoid(act.beta * z))
+
+
+#: closed-form σ′ (same branch conventions as PyTorch's backward kernels, e.g. ReLU′(0) = 0, ELU′(0) = α)
+_PRIME: dict[type[nn.Module], Callable[[nn.Module, Tensor], Tensor | None]] = {
+    nn.ELU: lambda a, z: torch.where(z > 0, torch.ones_like(z), a.alpha * torch.exp(z)),
+    nn.Tanh: lambda a, z: 1 - torch.tanh(z) ** 2,
+    nn.ReLU: lambda a, z: (z > 0).to(z.dtype),
+    nn.LeakyReLU: lambda a, z: torch.where(z > 0, torch.ones_like(z), torch.full_like(z, a.negative_slope)),
+    nn.Sigmoid: lambda a, z: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
+    nn.SiLU: lambda a, z: torch.sigmoid(z) * (1 + z * (1 - torch.sigmoid(z))),
+    nn.GELU: _gelu_prime,
+    nn.Softplus: _softplus_prime,
+    nn.Identity: lambda a, z: torch.ones_like(z),
+}
+
+
+def activation_derivative(act: nn.Module, z: Tensor, closed_form: bool = True) -> Tensor:
+    """σ′(z) for an elementwise σ, same shape as z, batched over all entries at once.
+
+    Closed form for ELU, Tanh, ReLU, LeakyReLU, Sigmoid, SiLU, GELU (exact), Softplus, Identity; otherwise
+    (or with ``closed_form=False``) ``vmap(grad(σ))`` over the flattened entries.
+    """
+    rule = _PRIME.get(type(act)) if closed_form else None
+    out = rule(act, z) if rule is not None else None
+    return out if out is not None else vmap(grad(act))(z.reshape(-1)).reshape(z.shape)
 
 
 def _derivatives(model: nn.Sequential, X: Tensor) -> tuple[list[nn.Linear], list[Tensor]]:

@@ -6,7 +6,8 @@ import torch
 from torch.func import jacrev
 
 from eoslib.alignment import (
-    alignment_stats, alignment_summary, chain_alignment, layer_factors, layer_norms, probe_subset,
+    alignment_stats, alignment_summary, chain_alignment, is_mlp, layer_factors, layer_norms, probe_subset,
+    spectral_norms,
 )
 from eoslib.jacobians import layerwise_jacobians, preactivations
 from eoslib.models import cnn, mlp
@@ -93,9 +94,14 @@ def test_factors_multiply_to_alpha_on_random_nets(act):
 
 
 def test_layer_norms_and_chunking():
+    """Gram-eigvalsh norms equal matrix_norm(ord=2) to ~eps, also for wide/tall and float32 matrices."""
     model, X = mlp(3, 8, 5, 3, init="default", seed=3, dtype=D), _X(11)
     dense = torch.stack([torch.linalg.matrix_norm(J, ord=2) for J in layerwise_jacobians(model, X)], 1).detach()
-    torch.testing.assert_close(layer_norms(model, X), dense, rtol=0, atol=1e-14)
+    torch.testing.assert_close(layer_norms(model, X), dense, rtol=1e-14, atol=0)
+    g = torch.Generator().manual_seed(0)
+    for shape, dtype, rtol in [((4, 3, 9), D, 1e-14), ((4, 9, 3), D, 1e-14), ((4, 64, 64), torch.float32, 1e-5)]:
+        J = torch.randn(shape, generator=g, dtype=D).to(dtype)
+        torch.testing.assert_close(spectral_norms(J), torch.linalg.matrix_norm(J, ord=2), rtol=rtol, atol=0)
     for a, b in zip(alignment_stats(model, X, chunk_size=4), alignment_stats(model, X)):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
 
@@ -151,6 +157,7 @@ def test_cnn_alignment_matches_dense_oracle():
     alpha = chain_alignment(model, X, tol=1e-12, max_iter=5000)  # "auto" → matrix-free
     torch.testing.assert_close(alpha, dense_alpha, rtol=1e-10, atol=0)
     torch.testing.assert_close(layer_factors(model, X, tol=1e-12, max_iter=5000).prod(1), alpha, rtol=1e-10, atol=0)
+    assert not is_mlp(model)
     with pytest.raises(ValueError, match="expected nn.Linear"):
         chain_alignment(model, X, method="closed")
 

@@ -5,6 +5,7 @@ from torch import nn
 from torch.func import jacrev
 
 from eoslib.jacobians import (
+    activation_derivative,
     chain_jacobian, chain_jacobians, chain_map, chain_norm_matfree, cut_indices, layer_map, layer_norms_matfree,
     layerwise_jacobians, layerwise_jacobians_dense, mlp_parts, per_example_jvp, per_example_vjp, preactivations,
     spectral_norm_matfree,
@@ -12,7 +13,7 @@ from eoslib.jacobians import (
 from eoslib.models import cnn, mlp
 
 D = torch.float64
-TOL = 1e-12  # power-iteration residual tolerance used below
+TOL = 1e-10  # power-iteration residual tolerance used below
 # torch-internal: the first forward-mode AD call scripts its JVP decompositions with the deprecated torch.jit
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 ACTS = ["elu", "tanh", "relu", "gelu", "softplus"]
@@ -66,6 +67,19 @@ def test_chain_matches_jacrev_of_output(act):
         f = _one(model[2 * k - 1:])
         oracle = torch.stack([jacrev(f)(zs[k - 1][i].detach()) for i in range(X.shape[0])])
         assert (P - oracle).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("act", [
+    nn.ELU(), nn.ELU(alpha=0.5), nn.Tanh(), nn.ReLU(), nn.LeakyReLU(0.1), nn.Sigmoid(), nn.SiLU(), nn.GELU(),
+    nn.GELU(approximate="tanh"), nn.Softplus(), nn.Softplus(beta=2.0, threshold=5.0), nn.Identity(),
+    nn.CELU(), nn.SELU(), nn.Mish(), nn.Softsign(),
+], ids=repr)
+def test_activation_derivative_closed_form_matches_vmap_grad(act):
+    """Closed-form σ′ (or the vmap(grad) fallback) = vmap(grad(σ)), including kinks (0) and thresholds."""
+    z = torch.cat([torch.linspace(-12, 12, 241, dtype=D), torch.tensor([0.0, 2.5, 10.0, 20.0], dtype=D)])
+    z = z.reshape(5, 49)
+    ref = activation_derivative(act, z, closed_form=False)
+    torch.testing.assert_close(activation_derivative(act, z), ref, rtol=0, atol=1e-15)
 
 
 def test_chain_is_product_of_layer_jacobians():
@@ -129,7 +143,7 @@ def _check_norm(est, dense, tol=TOL):
 
 @pytest.mark.parametrize("act", ["elu", "tanh", "relu"])
 def test_matfree_norms_match_dense_on_mlp(act):
-    model, X = _net(act, depth=5), _X(12)
+    model, X = _net(act, depth=5), _X(8)
     dense = torch.stack([torch.linalg.matrix_norm(J, ord=2) for J in layerwise_jacobians(model, X)], dim=1)
     _check_norm(layer_norms_matfree(model, X, tol=TOL, max_iter=5000), dense.detach())
     chain = torch.linalg.matrix_norm(chain_jacobian(model, X), ord=2).detach()
@@ -168,14 +182,16 @@ def test_power_iteration_result_and_determinism():
 
 
 def test_change_criterion_is_cheaper_but_unbounded():
-    """Stopping on relative change of σ takes fewer steps; here it is still accurate (not guaranteed)."""
-    model, X = _net("tanh", depth=5), _X(12)
+    """Stopping on relative change of σ takes fewer steps (230 vs 582 here) but its error is not bounded by
+    tol: here 1.4e-9 relative with tol = 1e-10 (the residual criterion reaches 4e-16)."""
+    model, X = _net("tanh", depth=5), _X(8)
     fn, z = layer_map(model, 2), preactivations(model, X)[1].detach()
     dense = torch.linalg.matrix_norm(layerwise_jacobians(model, X)[1], ord=2).detach()
-    res = spectral_norm_matfree(fn, z, tol=1e-12, max_iter=5000)
-    chg = spectral_norm_matfree(fn, z, tol=1e-12, max_iter=5000, criterion="change")
+    res = spectral_norm_matfree(fn, z, tol=TOL, max_iter=5000)
+    chg = spectral_norm_matfree(fn, z, tol=TOL, max_iter=5000, criterion="change")
     assert chg.iterations < res.iterations
-    _check_norm(chg.norm, dense, tol=1e-9)
+    _check_norm(chg.norm, dense, tol=1e-6)
+    _check_norm(res.norm, dense, tol=1e-14)  # Kato–Temple: error ~ r²·θ/gap, far below r
     with pytest.raises(ValueError, match="criterion"):
         spectral_norm_matfree(fn, z, criterion="svd")
 
