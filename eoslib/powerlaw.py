@@ -83,6 +83,8 @@ def fit_power_law(
     ``groups`` (e.g. the seed of each point): resample whole groups with replacement (B × G multinomial
     counts, vectorised) — the right unit when points of one seed are correlated; else resample points.
     ``seed`` seeds ``numpy.random.default_rng``; ``level`` is the two-sided coverage of the interval.
+    A single group (or no replicate with ≥ 2 distinct N) leaves no spread to resample: the fit is returned
+    with ``beta_interval`` = (NaN, NaN) and ``n_boot_valid`` = 0.
     """
     n, v = _check(N, values, groups)
     if not 0 < level < 1:
@@ -104,12 +106,10 @@ def fit_power_law(
     else:
         _, gidx = np.unique(np.asarray(groups).ravel(), return_inverse=True)
         n_groups = int(gidx.max()) + 1
-        if n_groups < 2:
-            raise ValueError("groups must contain at least 2 distinct groups to bootstrap over them")
         counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=int(n_boot))
         W = counts[:, gidx]
     slopes = _weighted_slopes(x, y, W.astype(float))
-    valid = slopes[np.isfinite(slopes)]
+    valid = slopes[np.isfinite(slopes)] if n_groups != 1 else slopes[:0]
     q = 100 * (1 - level) / 2
     lo, hi = np.percentile(valid, [q, 100 - q]) if valid.size else (np.nan, np.nan)
     return PowerLawFit(
