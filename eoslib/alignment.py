@@ -11,9 +11,9 @@ Notation: Jᵏ = ∂x̂ᵏ⁺¹/∂x̂ᵏ = Aᵏ⁺¹ diag(σ′(x̂ᵏ)) (k = 1
   Telescoping gives Πₖ ‖uₖ₊₁ᵀ Jᵏ‖ = ‖vᵀ Jᴷ⁻¹⋯J¹‖ = ‖vᵀ P₁‖ = ‖P₁‖₂ (v is a top left singular vector),
   hence Πₖ aₖ = α(x): aₖ says how much of layer k's maximal gain the chain actually uses.
 
-MLPs use the closed-form per-example matrices (``method="closed"``, batched ``torch.linalg`` eigensolvers on
-Gram matrices, chunked over examples); any other cut ``nn.Sequential`` (e.g. ``models.cnn``) uses the matrix-free power iteration
-(``method="matfree"``); ``"auto"`` picks closed form when the model is an MLP.
+MLPs use the closed-form per-example matrices (``method="closed"``, batched ``torch.linalg`` eigensolvers
+on Gram matrices, chunked over examples); any other cut ``nn.Sequential`` (e.g. ``models.cnn``) uses the
+matrix-free power iteration (``method="matfree"``); ``"auto"`` picks closed form when the model is an MLP.
 """
 from __future__ import annotations
 
