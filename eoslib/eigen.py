@@ -43,7 +43,7 @@ def _svqb(S: Tensor, AS: Tensor | None = None, drop: float = 1e-12) -> tuple[Ten
     eigenvalue is below ``drop`` after column scaling: keeps the basis well conditioned, so the error in
     AS (carried, not recomputed) is amplified by at most drop^{-1/2}."""
     norms = S.norm(dim=0).clamp_min(torch.finfo(S.dtype).tiny)
-    evals, U = torch.linalg.eigh((S / norms).T @ (S / norms))
+    evals, U = torch.linalg.eigh((S.T @ S) / norms / norms[:, None])  # Gram of the scaled columns, no P×m copy
     keep = evals > drop * evals.max().clamp_min(torch.finfo(S.dtype).tiny)
     T = (U[:, keep] / evals[keep].sqrt()) / norms[:, None]
     return S @ T, None if AS is None else AS @ T
@@ -54,10 +54,36 @@ def _project_out(V: Tensor, AV: Tensor | None, bases: list[tuple[Tensor, Tensor]
     for _ in range(2):
         for B, AB in bases:
             c = B.T @ V
-            V = V - B @ c
+            V = torch.addmm(V, B, c, alpha=-1)
             if AV is not None:
-                AV = AV - AB @ c
+                AV = torch.addmm(AV, AB, c, alpha=-1)
     return V, AV
+
+
+def _combine(blocks: list[Tensor], C: Tensor) -> Tensor:
+    """[B₁ B₂ …] @ C without concatenating the blocks (no P × n copy)."""
+    out, start = None, 0
+    for B in blocks:
+        Ci = C[start : start + B.shape[1]]
+        out = B @ Ci if out is None else out.addmm_(B, Ci)
+        start += B.shape[1]
+    return out
+
+
+def _gram(blocks: list[Tensor], Ablocks: list[Tensor]) -> Tensor:
+    """The symmetric Rayleigh–Ritz matrix Sᵀ(AS) from the upper block triangle (6 of 9 products for 3 blocks)."""
+    sizes = [B.shape[1] for B in blocks]
+    offs = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    T = blocks[0].new_empty(offs[-1], offs[-1])
+    for i, B in enumerate(blocks):
+        for j in range(i, len(blocks)):
+            Tij = B.T @ Ablocks[j]
+            if i == j:
+                T[offs[i] : offs[i + 1], offs[i] : offs[i + 1]] = (Tij + Tij.T) / 2
+            else:
+                T[offs[i] : offs[i + 1], offs[j] : offs[j + 1]] = Tij
+                T[offs[j] : offs[j + 1], offs[i] : offs[i + 1]] = Tij.T
+    return T
 
 
 def _orthonormal(V: Tensor) -> Tensor:
@@ -92,13 +118,17 @@ def top_eigenpairs(
     if max_matvecs is None:
         max_matvecs = max(20 * m, int(60 * m * math.sqrt(math.log(dim + 1) + 1)))
     op_dtype = v0.dtype if v0 is not None else dtype
-    gen = torch.Generator().manual_seed(seed)
-    X = torch.randn(dim, m, generator=gen, dtype=dtype)
-    if device is not None or v0 is not None:
-        X = X.to(device if device is not None else v0.device)
     if v0 is not None:
-        v0 = v0.reshape(dim, -1)[:, :m].to(X.device, dtype)
-        X[:, : v0.shape[1]] = v0
+        v0 = v0.reshape(dim, -1)[:, :m]
+    if v0 is not None and v0.shape[1] == m:  # a full warm start: no random padding to draw
+        X = v0.to(device if device is not None else v0.device, dtype)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        X = torch.randn(dim, m, generator=gen, dtype=dtype)
+        if device is not None or v0 is not None:
+            X = X.to(device if device is not None else v0.device)
+        if v0 is not None:
+            X[:, : v0.shape[1]] = v0.to(X.device, dtype)
     X = _orthonormal(X)
 
     def A(V: Tensor) -> Tensor:
@@ -110,27 +140,29 @@ def top_eigenpairs(
     theta, C = theta.flip(0), C.flip(1)
     X, AX = X @ C, AX @ C
     Pd = APd = None
+    S = AS = Z = None  # the last Rayleigh–Ritz basis (as blocks), its products and P's coefficients in it
     while True:
-        R = AX - X * theta
-        res = R.norm(dim=0)
+        R = torch.addcmul(AX, X, theta, value=-1)  # AX − XΛ
+        res = torch.linalg.vector_norm(R, dim=0)
         scale = theta.abs().max().clamp_min(torch.finfo(dtype).tiny)
         active = res > tol * scale
         if not active[:k].any() or matvecs >= max_matvecs or it >= dim:
             break
         it += 1
+        if Z is not None:  # formed only when another iteration needs them
+            Pd, APd = (_combine(S, Z), _combine(AS, Z)) if Z.shape[1] else (None, None)
         bases = [(X, AX)] + ([] if Pd is None else [(Pd, APd)])
-        W, _ = _project_out(R[:, active], None, bases)
+        W, _ = _project_out(R if bool(active.all()) else R[:, active], None, bases)
         W, _ = _svqb(W)
         if W.shape[1] == 0:
             break
         AW = A(W)
         matvecs += W.shape[1]
-        S = torch.cat([X, W] + ([] if Pd is None else [Pd]), 1)  # orthonormal by construction
-        AS = torch.cat([AX, AW] + ([] if APd is None else [APd]), 1)
-        T = S.T @ AS
-        evals, Y = torch.linalg.eigh((T + T.T) / 2)
+        S = [X, W] + ([] if Pd is None else [Pd])  # orthonormal by construction
+        AS = [AX, AW] + ([] if APd is None else [APd])
+        evals, Y = torch.linalg.eigh(_gram(S, AS))
         theta, Y = evals.flip(0)[:m], Y.flip(1)[:, :m]
-        X, AX = S @ Y, AS @ Y
+        X, AX = _combine(S, Y), _combine(AS, Y)
         # Search directions: the W/P part of the Ritz coefficients, orthogonalised against Y in coefficient
         # space (small matrices), so P is orthonormal and ⟂ X without cancellation in R^dim.
         Z = Y.clone()
@@ -138,7 +170,6 @@ def top_eigenpairs(
         for _ in range(2):
             Z = Z - Y @ (Y.T @ Z)
         Z, _ = _svqb(Z, drop=1e-14)
-        Pd, APd = (S @ Z, AS @ Z) if Z.shape[1] else (None, None)
     converged = not active[:k].any()
     if not converged:
         warnings.warn(

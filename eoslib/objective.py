@@ -8,6 +8,7 @@ arithmetic to one pass (so results agree to rounding).
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 LOSSES = ("ce", "mse")
-HVP_METHODS = ("backward", "jvp")
+HVP_METHODS = ("backward", "batched", "jvp")
 
 
 class Objective:
@@ -25,7 +26,15 @@ class Objective:
     ``torch.func.functional_call``. Models with buffers (e.g. BatchNorm statistics) are rejected.
 
     ``hvp_method``: ``"backward"`` (gradient graph built once per chunk, then one double-backward per column;
-    measured fastest on CPU for the MLPs here) or ``"jvp"`` (forward-over-reverse under ``vmap``).
+    measured fastest on CPU for the MLPs here, see ``benchmarks/``), ``"batched"`` (the same graph, all columns
+    in one ``is_grads_batched`` double-backward) or ``"jvp"`` (forward-over-reverse under ``vmap``).
+
+    ``cache_graph``: keep the gradient's autograd graph of the latest θ, so that repeated ``hvp(θ, ·)`` calls
+    at the same θ (the block products of one eigen-solve) and ``loss_and_grad(θ, keep_graph=True)`` build it
+    once. The cache is keyed on the identity and in-place version of the θ tensor, holds one θ at a time and
+    is dropped by :meth:`release_graph`. ``None`` (default): on when the data form a single chunk (with
+    ``chunk_size`` set, keeping every chunk's graph would defeat the point of chunking). Results are the same
+    with or without it (the same operations on the same graph).
     """
 
     def __init__(
@@ -36,6 +45,7 @@ class Objective:
         loss: str = "ce",
         chunk_size: int | None = None,
         hvp_method: str = "backward",
+        cache_graph: bool | None = None,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
@@ -61,6 +71,8 @@ class Objective:
         self.loss_name = loss
         self.chunk_size = chunk_size or self.N
         self.hvp_method = hvp_method
+        self.cache_graph = self.chunk_size >= self.N if cache_graph is None else bool(cache_graph)
+        self._graph: tuple | None = None  # (weakref to θ, θ._version, [(th, g, loss_sum) per chunk])
         with torch.no_grad():
             self.Q = self._f(self.theta0, self.X[:1]).shape[1]
         if loss == "ce" and y.max() >= self.Q:
@@ -128,8 +140,17 @@ class Objective:
         """Fraction of training examples whose arg-max output equals the label."""
         return (self.outputs(theta).argmax(1) == self.y).to(torch.float64).mean().item()
 
-    def loss_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        """(L(θ), ∇L(θ))."""
+    def loss_and_grad(self, theta: Tensor, keep_graph: bool = False) -> tuple[Tensor, Tensor]:
+        """(L(θ), ∇L(θ)).
+
+        ``keep_graph=True`` announces Hessian products at this θ to follow: with the graph cache on (and a
+        double-backward ``hvp_method``) the gradient is taken from the cached graph, built once for both."""
+        if self._uses_graph() and self.cache_graph and (keep_graph or self._cached_graph(theta) is not None):
+            total, g = 0.0, torch.zeros_like(theta)
+            for _, gc, value in self._grad_graphs(theta):
+                g += gc.detach()
+                total = total + value
+            return total / self.N, g / self.N
         total, g = 0.0, torch.zeros_like(theta)
         for c in self._chunks():
             th = theta.detach().requires_grad_(True)
@@ -145,7 +166,16 @@ class Objective:
     # ---------------------------------------------------------------- curvature products
     def hvp(self, theta: Tensor, V: Tensor) -> Tensor:
         """∇²L(θ)·V for V of shape P or P × m."""
+        if self._uses_graph() and self.cache_graph:
+            return self._blockwise(V, lambda W: self._hvp_cached(theta, W))
         return self._blockwise(V, lambda W: self._sum_chunks(W, self._hvp_chunk, theta))
+
+    def _hvp_cached(self, theta: Tensor, V: Tensor) -> Tensor:
+        V = V.to(self.dtype)
+        out = torch.zeros_like(V)
+        for th, g, _ in self._grad_graphs(theta):
+            out += self._double_backward(th, g, V, keep=True)
+        return out / self.N
 
     def ggn_vp(self, theta: Tensor, V: Tensor) -> Tensor:
         """G·V = (1/N) Σ_i J_iᵀ D_i (J_i V): jvp → criterion Hessian D → vjp."""
@@ -175,18 +205,59 @@ class Objective:
             out += chunk_fn(theta, V, *c)
         return out / self.N
 
+    # ---------------------------------------------------------------- gradient-graph cache
+    def _uses_graph(self) -> bool:
+        return self.hvp_method in ("backward", "batched")
+
+    def _cached_graph(self, theta: Tensor) -> list | None:
+        if self._graph is None:
+            return None
+        ref, version, graphs = self._graph
+        if ref() is theta and version == theta._version:
+            return graphs
+        return None
+
+    def release_graph(self) -> None:
+        """Drop the cached gradient graph (frees its memory; the next product at any θ rebuilds it)."""
+        self._graph = None
+
+    def _grad_graphs(self, theta: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per chunk (th, g, loss sum) with g = ∇_th(chunk loss sum) carrying its graph for double-backward."""
+        graphs = self._cached_graph(theta)
+        if graphs is not None:
+            return graphs
+        self._graph = None  # free the previous θ's graph before building the next
+        graphs = []
+        for c in self._chunks():
+            th = theta.detach().requires_grad_(True)
+            value = self._chunk_loss(th, *c)
+            (g,) = torch.autograd.grad(value, th, create_graph=True)
+            graphs.append((th, g, value.detach()))
+        if self.cache_graph:
+            self._graph = (weakref.ref(theta), theta._version, graphs)
+        return graphs
+
+    def _double_backward(self, th: Tensor, g: Tensor, V: Tensor, keep: bool) -> Tensor:
+        if self.hvp_method == "batched":
+            return torch.autograd.grad(g, th, V.T, retain_graph=keep, is_grads_batched=True)[0].T
+        cols = [torch.autograd.grad(g, th, v, retain_graph=keep or j < V.shape[1] - 1)[0] for j, v in enumerate(V.T)]
+        return torch.stack(cols, 1)
+
+    def _hvp_jvp_chunk(self, theta, V, x, y, onehot) -> Tensor:
+        g = grad(self._chunk_loss)
+
+        def col(v):
+            return jvp(lambda th: g(th, x, y, onehot), (theta,), (v,))[1]
+
+        return vmap(col, in_dims=1, out_dims=1)(V)
+
     def _hvp_chunk(self, theta, V, x, y, onehot) -> Tensor:
+        """One chunk's Σ_i ∇²l_i·V (without a cache; :meth:`hvp` uses the cached graphs when it can)."""
         if self.hvp_method == "jvp":
-            g = grad(self._chunk_loss)
-
-            def col(v):
-                return jvp(lambda th: g(th, x, y, onehot), (theta,), (v,))[1]
-
-            return vmap(col, in_dims=1, out_dims=1)(V)
+            return self._hvp_jvp_chunk(theta, V, x, y, onehot)
         th = theta.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(self._chunk_loss(th, x, y, onehot), th, create_graph=True)
-        cols = [torch.autograd.grad(g, th, v, retain_graph=j < V.shape[1] - 1)[0] for j, v in enumerate(V.T)]
-        return torch.stack(cols, 1)
+        return self._double_backward(th, g, V, keep=False)
 
     def _ggn_chunk(self, theta, V, x, y, onehot) -> Tensor:
         f = lambda th: self._f(th, x)  # noqa: E731

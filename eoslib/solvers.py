@@ -73,9 +73,10 @@ class GradientDescent(Solver):
         self._count = 0
 
     def step(self, objective, theta, dt_cap=None):
-        loss, g = objective.loss_and_grad(theta)
+        track = self.tracker is not None and self._count % self.track_every == 0
+        loss, g = objective.loss_and_grad(theta, keep_graph=track)
         rec = {"dt": self.lr, "loss": loss.item(), "grad_norm": g.norm().item()}
-        if self.tracker is not None and self._count % self.track_every == 0:
+        if track:
             rec |= _eig_record(self.tracker(objective, theta))
         self._count += 1
         return theta - self.lr * g, rec
@@ -93,7 +94,7 @@ class AdaptiveGD(Solver):
         self.tracker = _EigenTracker(1, tol)
 
     def step(self, objective, theta, dt_cap=None):
-        loss, g = objective.loss_and_grad(theta)
+        loss, g = objective.loss_and_grad(theta, keep_graph=True)  # one gradient graph for g and the HVPs
         r = self.tracker(objective, theta)
         lam = r.values[0].item()
         dt = self.dt_max if lam <= 0 else min(self.dt_max, self.c / lam)
@@ -126,16 +127,13 @@ class ExponentialEuler(Solver):
         if stiff_dim is not None and stiff_dim < 0:
             raise ValueError(f"stiff_dim must be ≥ 0 (got {stiff_dim})")
         self.dt_max, self.stiff_dim, self.tol, self.guard = dt_max, stiff_dim, tol, guard
-        self.tracker: _EigenTracker | None = None
+        self.tracker = _EigenTracker(0, tol, guard)  # k is set from the objective at the first step
 
     def step(self, objective, theta, dt_cap=None):
         k = objective.stiff_dim if self.stiff_dim is None else self.stiff_dim
         k = min(k, objective.P - 1)
-        if self.tracker is None or self.tracker.k != k + 1:
-            vectors = self.tracker.vectors if self.tracker is not None else None
-            self.tracker = _EigenTracker(k + 1, self.tol, self.guard)
-            self.tracker.vectors = vectors
-        loss, g = objective.loss_and_grad(theta)
+        self.tracker.k = k + 1
+        loss, g = objective.loss_and_grad(theta, keep_graph=True)  # one gradient graph for g and the HVPs
         r = self.tracker(objective, theta)
         lam_bulk = abs(r.values[k].item())
         dt = self.dt_max if lam_bulk == 0 else min(self.dt_max, 1.0 / lam_bulk)
