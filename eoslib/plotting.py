@@ -1,0 +1,286 @@
+"""Figure style and output helpers for the notebooks (``notebooks/0*.ipynb``).
+
+* :func:`set_style` — one seaborn/matplotlib theme for every figure;
+* consistent colours: :func:`setting_palette` (one colour per setting of ``params.yaml``, in its order, so a
+  setting has the same colour in every notebook), :func:`lr_palette` (GD step sizes), :data:`SOLVER_COLORS`
+  (reference flow, exponential Euler), :func:`layer_palette`;
+* labels with units and the loss convention: :data:`LABELS`, :func:`label`, :func:`sharpness_label`,
+  :func:`loss_label`, :func:`setting_label`, :data:`LOSS_CONVENTION`;
+* :func:`save_figure` — ``figures/<name>.png`` (dpi 150, for the README) and ``figures/<name>.pdf``;
+* :func:`write_metrics` — ``metrics/<name>.json`` (JSON-safe: NaN/inf → null), the numbers a notebook reports.
+
+Nothing here computes results: the notebooks take their numbers from :mod:`eoslib.ledger` and the run folders
+(:mod:`eoslib.runs`), so a notebook and ``CLAIMS.md`` agree.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from .runs import find_root
+
+#: the loss conventions (paper-notes §2): state them wherever a sharpness value is shown
+LOSS_CONVENTION = {
+    "mse": r"MSE $\ell = \frac{1}{2}\|z - \mathrm{onehot}(y)\|^2$",
+    "ce": "CE (softmax cross-entropy)",
+}
+#: short loss tags for axis labels; :func:`loss_footnote` spells the conventions out under a figure
+LOSS_SHORT = {"mse": "MSE", "ce": "CE"}
+LOSS_FULL = {"mse": "MSE = ½‖z − onehot(y)‖² per example", "ce": "CE = softmax cross-entropy"}
+
+#: axis labels with units / definitions (mathtext)
+LABELS = {
+    "t": "flow time $t$",
+    "t_gd": r"flow time $t = k\eta$",
+    "step": "step $k$",
+    "n": "dataset size $N$",
+    "loss": "training loss $L(\\theta)$",
+    "dt": r"step $\Delta t$",
+    "sharpness": r"sharpness $\lambda_{\max}(\nabla^2 L)$",
+    "hess_lam1": r"$\lambda_{\max}(\nabla^2 L)$",
+    "ggn_lam1": r"$\lambda_{\max}(G)$",
+    "res_lam1": r"$\lambda_{\max}(H)$",
+    "eos_ratio": r"$\lambda_{\max}(\nabla^2 L)\,\eta\,/\,2$",
+    "rel_dist": r"$\|\theta(t) - \theta_{\mathrm{ref}}(t)\|\ /\ \|\theta_{\mathrm{ref}}(t_{\mathrm{end}}) - \theta_0\|$",
+    "share": r"share $\|w_k\|^2$ of $\lambda_{\max}(G)$",
+    "alpha_mean": r"mean chain alignment $\bar\alpha$",
+    "alpha_median": r"median chain alignment $\tilde\alpha$",
+    "alpha_gmean": r"geometric-mean chain alignment",
+    "one_minus_alpha": r"$1 - \bar\alpha$",
+    "chain_gain": r"chain gain $\|P_1\|_2$ (mean)",
+    "alpha_growth": r"$\bar\alpha_{\mathrm{end}} / \bar\alpha_{\mathrm{init}}$",
+    "afac": r"per-layer factor $a_k$ (mean)",
+    "r2": r"$R^2$ of the log–log fit",
+    "beta": r"exponent $\beta$",
+}
+
+#: fixed colours of the solvers (GD step sizes: :func:`lr_palette`)
+SOLVER_COLORS = {"reference": "#000000", "ee": "#0173B2"}
+SOLVER_NAMES = {"reference": "reference flow (high-accuracy ODE)", "ee": "exponential Euler"}
+
+_SETTING_COLORS = sns.color_palette("colorblind", 10)
+_ACTIVATION_NAMES = {"elu": "ELU", "tanh": "tanh", "relu": "ReLU", "gelu": "GELU", "softplus": "softplus"}
+_DATASET_NAMES = {"digits": "digits", "mnist1d": "MNIST-1D", "fashion-mnist-mini": "Fashion-MNIST-mini",
+                  "fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}
+
+
+def set_style(context: str = "notebook") -> None:
+    """The project's figure theme (seaborn whitegrid, colour-blind palette, readable sizes, tight saving)."""
+    sns.set_theme(context=context, style="whitegrid", palette="colorblind", font_scale=0.85)
+    mpl.rcParams.update({
+        "figure.dpi": 100,
+        "savefig.dpi": 150,
+        "savefig.bbox": "tight",
+        "axes.titlesize": "medium",
+        "axes.titleweight": "bold",
+        "legend.fontsize": "small",
+        "legend.title_fontsize": "small",
+        "legend.frameon": True,
+        "legend.framealpha": 0.85,
+        "lines.linewidth": 1.6,
+        "axes.formatter.use_mathtext": True,
+        "mathtext.fontset": "dejavusans",
+        "pdf.fonttype": 42,
+    })
+
+
+# ---------------------------------------------------------------------------------------------- colours
+
+
+def setting_palette(params: Mapping | None = None, names: Iterable[str] = ()) -> dict[str, tuple]:
+    """Setting name → colour. Settings of ``params["settings"]`` get colours in their params.yaml order (the
+    same in every notebook of a profile); names not among them get the next colours, sorted."""
+    ordered = list(params["settings"]) if params else []
+    ordered += sorted(set(names) - set(ordered))
+    return {s: _SETTING_COLORS[i % len(_SETTING_COLORS)] for i, s in enumerate(ordered)}
+
+
+def lr_palette(lrs: Iterable[float]) -> dict[float, tuple]:
+    """GD step size → colour (warm sequential, darker = larger η)."""
+    lrs = sorted(set(float(x) for x in lrs))
+    cols = sns.color_palette("flare", max(len(lrs), 1) + 1)[1:] if len(lrs) > 1 else [sns.color_palette("flare")[3]]
+    return {lr: c for lr, c in zip(lrs, cols)}
+
+
+def layer_palette(depth: int) -> list[tuple]:
+    """Colours of layers 1..depth (sequential; layer 1 darkest)."""
+    return sns.color_palette("viridis", depth)
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+
+def label(key: str, loss_fn: str | None = None) -> str:
+    """Axis label for a column/quantity; with ``loss_fn`` the loss convention is appended."""
+    s = LABELS.get(key, key)
+    return f"{s}, {LOSS_SHORT[loss_fn]}" if loss_fn else s
+
+
+def sharpness_label(loss_fn: str | Sequence[str] | None = None, symbol: str = "sharpness") -> str:
+    """``sharpness λ_max(∇²L)`` plus the loss convention(s) of the runs shown."""
+    fns = [loss_fn] if isinstance(loss_fn, str) else sorted(set(loss_fn or ()))
+    base = LABELS[symbol]
+    return base + (f"  [{' / '.join(LOSS_SHORT[f] for f in fns)} loss]" if fns else "")
+
+
+def loss_label(loss_fn: str | Sequence[str] | None = None) -> str:
+    fns = [loss_fn] if isinstance(loss_fn, str) else sorted(set(loss_fn or ()))
+    return LABELS["loss"] + (f"  [{' / '.join(LOSS_SHORT[f] for f in fns)}]" if fns else "")
+
+
+def setting_label(name: str, params: Mapping | None = None, n: int | None = None, newline: bool = False) -> str:
+    """A readable setting name, e.g. ``digits · ELU · CE, N = 512`` (``newline``: N on a second line)."""
+    s = (params or {}).get("settings", {}).get(name)
+    if s is None:
+        out = name
+    else:
+        parts = [_DATASET_NAMES.get(s["dataset"], s["dataset"]), _ACTIVATION_NAMES.get(s["activation"], s["activation"]),
+                 s["loss"].upper()]
+        out = " · ".join(parts) + (f" ({s['classes']} classes)" if s.get("classes") else "")
+    if n is None:
+        return out
+    return f"{out}\nN = {n}" if newline else f"{out}, N = {n}"
+
+
+def loss_footnote(fig, loss_fns: Iterable[str], y: float = -0.01, extra: str = "") -> None:
+    """A line under the figure spelling out the loss convention(s) of the sharpness values shown."""
+    fns = sorted(set(loss_fns))
+    txt = "Loss convention: " + "; ".join(LOSS_FULL[f] for f in fns) + " (sharpness λ_max is of the Hessian of this loss)."
+    fig.text(0.01, y, txt + (" " + extra if extra else ""), ha="left", va="top", fontsize="small", color="0.25")
+
+
+def lr_label(lr: float) -> str:
+    return f"GD η = {lr:g}"
+
+
+def settings_table(params: Mapping, names: Iterable[str]):
+    """A DataFrame describing settings (dataset, activation, loss with its convention, classes) and the model."""
+    import pandas as pd
+
+    m = params["model"]
+    rows = []
+    for name in names:
+        s = params["settings"][name]
+        rows.append({"setting": name, "dataset": s["dataset"], "classes": s.get("classes") or "all",
+                     "activation": s["activation"], "loss": LOSS_FULL[s["loss"]],
+                     "loss threshold": params["loss_threshold"][s["loss"]],
+                     "model": f"MLP, {m['depth']} Linear layers × width {m['width']}, init {m['init']}, {m['dtype']}"})
+    return pd.DataFrame(rows).set_index("setting")
+
+
+# ---------------------------------------------------------------------------------------------- axes
+
+
+def log_axis_if_wide(ax, axis: str = "y", values=None, decades: float = 1.0) -> bool:
+    """Put ``axis`` on a log scale when the positive ``values`` span more than ``decades`` decades."""
+    v = np.asarray(values if values is not None else [], float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) and np.log10(v.max() / v.min()) > decades:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        return True
+    return False
+
+
+def panel_letters(axes, x: float = -0.02, y: float = 1.03) -> None:
+    """(a), (b), … at the top left of each axis (row-major)."""
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.text(x, y, f"({chr(97 + i)})", transform=ax.transAxes, ha="right", va="bottom", fontweight="bold")
+
+
+def note(ax, text: str, loc: str = "lower right", **kw) -> None:
+    """A small boxed annotation inside an axis."""
+    xy = {"lower right": (0.98, 0.03, "right", "bottom"), "upper left": (0.02, 0.97, "left", "top"),
+          "upper right": (0.98, 0.97, "right", "top"), "lower left": (0.02, 0.03, "left", "bottom")}[loc]
+    ax.text(xy[0], xy[1], text, transform=ax.transAxes, ha=xy[2], va=xy[3], fontsize="small",
+            bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.7", alpha=0.9), **kw)
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def _tick(v: float, _pos=None) -> str:
+    if v <= 0 or not np.isfinite(v):
+        return ""
+    e = math.log10(v)
+    if (v < 1e-3 or v >= 1e5) and abs(e - round(e)) < 1e-9:
+        return f"$10^{{{int(round(e))}}}$"
+    return f"{v:.3g}" if 1e-3 <= v < 1e5 else f"{v:.0e}"
+
+
+def tidy_log_axes(fig) -> None:
+    """Plain-number tick labels on every log axis of ``fig`` (1, 2, 5, 10, 0.1 …, 10ⁿ outside 1e-3…1e5),
+    labelling minor ticks when an axis spans less than ~1.3 decades (so short log axes still have labels)."""
+    from matplotlib import ticker
+
+    for ax in fig.axes:
+        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            if axis.get_scale() != "log":
+                continue
+            lo, hi = sorted(lim)
+            if lo <= 0:
+                continue
+            span = math.log10(hi / lo)
+            axis.set_major_formatter(ticker.FuncFormatter(_tick))
+            if isinstance(axis.get_major_locator(), ticker.FixedLocator):  # ticks set explicitly: keep them
+                axis.set_minor_locator(ticker.NullLocator())
+                continue
+            axis.set_major_locator(ticker.LogLocator(base=10))
+            if span < 1.3:
+                subs = np.arange(2, 10) if span < 0.7 else (2, 3, 5)
+                axis.set_minor_locator(ticker.LogLocator(base=10, subs=subs))
+                axis.set_minor_formatter(ticker.FuncFormatter(_tick))
+                axis.set_tick_params(which="minor", labelsize=mpl.rcParams["xtick.labelsize"])
+            else:
+                axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def save_figure(fig, name: str, root: str | Path | None = None, dpi: int = 150) -> dict[str, Path]:
+    """Write ``figures/<name>.png`` (``dpi``, for the README) and ``figures/<name>.pdf``; returns the paths.
+    Log axes get plain tick labels first (:func:`tidy_log_axes`)."""
+    tidy_log_axes(fig)
+    out = find_root(root) / "figures"
+    out.mkdir(exist_ok=True)
+    paths = {}
+    for ext in ("png", "pdf"):
+        p = out / f"{name}.{ext}"
+        fig.savefig(p, dpi=dpi, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
+        paths[ext] = p
+    return paths
+
+
+def _jsonable(x):
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    return x
+
+
+def write_metrics(name: str, numbers: Mapping, root: str | Path | None = None) -> Path:
+    """Write ``metrics/<name>.json`` (sorted keys, NaN/inf → null); returns the path."""
+    out = find_root(root) / "metrics"
+    out.mkdir(exist_ok=True)
+    p = out / f"{name}.json"
+    p.write_text(json.dumps(_jsonable(numbers), indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    return p
+
+
+__all__ = ["set_style", "setting_palette", "lr_palette", "layer_palette", "SOLVER_COLORS", "SOLVER_NAMES",
+           "LABELS", "LOSS_CONVENTION", "label", "sharpness_label", "loss_label", "setting_label", "lr_label",
+           "settings_table", "log_axis_if_wide", "panel_letters", "note", "loss_footnote", "tidy_log_axes", "save_figure",
+           "write_metrics", "LOSS_SHORT", "LOSS_FULL"]
