@@ -147,9 +147,11 @@ def validate(p: Mapping) -> dict:
         return v
 
     def size_ok(setting, n, key):
-        ds = settings[setting]["dataset"]
-        if ds in DATASET_SIZES and n > DATASET_SIZES[ds]:
-            _fail(key, f"n={n} exceeds the {DATASET_SIZES[ds]} examples of {ds!r} (setting {setting!r})")
+        ds, classes = settings[setting]["dataset"], settings[setting].get("classes") or 10
+        if ds in DATASET_SIZES:
+            avail = DATASET_SIZES[ds] * classes // 10  # the offline datasets are (nearly) class-balanced
+            if n > avail:
+                _fail(key, f"n={n} exceeds the ~{avail} examples of {ds!r} in {classes} classes (setting {setting!r})")
 
     sw = _get(p, "sweep", "")
     names = _list(sw, "settings", "sweep")
@@ -179,6 +181,21 @@ def validate(p: Mapping) -> dict:
     _num(tr, "probe", "trajectories", integer=True)
     _num(tr, "max_steps", "trajectories", integer=True)
     _num(tr, "checkpoint_every", "trajectories", integer=True)
+    ov = tr.get("overrides") or {}
+    if not isinstance(ov, Mapping):
+        _fail("trajectories.overrides", "must be a mapping of setting → {n, measure_every, max_steps}")
+    for s, o in ov.items():
+        path = f"trajectories.overrides.{s}"
+        if s not in tnames:
+            _fail(path, f"{s!r} is not in trajectories.settings")
+        if not isinstance(o, Mapping):
+            _fail(path, "must be a mapping with keys among n, measure_every, max_steps")
+        for k in o:
+            if k not in ("n", "measure_every", "max_steps"):
+                _fail(f"{path}.{k}", "unknown key; allowed: n, measure_every, max_steps")
+            _num(o, k, path, integer=True, minimum=2 if k == "n" else 1)
+        if "n" in o:
+            size_ok(s, o["n"], f"{path}.n")
 
     gd = _get(p, "gd", "")
     setting_ref(gd, "setting", "gd")
@@ -288,41 +305,43 @@ def fmt_num(x: float) -> str:
     return str(x)
 
 
-def sweep_stage(setting: str, n: int) -> str:
-    return f"sweep-{setting}-n{n}"
-
-
 def plan(p: dict) -> dict[str, dict]:
-    """Stage id → {"kind", "runs": {run name → resolved config}} for every stage of the pipeline.
+    """Stage id → {"kind", "dir", "runs": {run name → resolved config}} for every training stage.
 
-    Run names are paths below ``runs/``: ``sweep/<setting>/n<N>/seed<s>``, ``traj/<setting>``,
-    ``gd/lr<η>``, ``compare``.
+    Run names are paths below ``runs/``: ``sweep/<setting>/n<N>/seed<s>``, ``traj/<setting>``, ``gd/lr<η>``,
+    ``compare``. Stages: ``sweep-<setting>`` (all sizes × seeds of one setting), ``traj``, ``gd``, ``compare``.
+    Runs within a stage are listed most expensive first (largest N), so parallel workers balance.
     """
     out: dict[str, dict] = {}
     sw = p["sweep"]
     for s in sw["settings"]:
-        for n in sw["sizes"]:
-            runs = {}
+        runs = {}
+        for n in sorted(sw["sizes"], reverse=True):
             for seed in sw["seeds"]:
                 c = _base(p, s, n, seed)
                 c |= {"kind": "sweep", "solver": {"name": "ee", **p["solver"]}, "time": sw["time"],
                       "max_steps": sw["max_steps"], "probe": sw["probe"]}
                 runs[f"sweep/{s}/n{n}/seed{seed}"] = c
-            out[sweep_stage(s, n)] = {"kind": "sweep", "dir": f"runs/sweep/{s}/n{n}", "runs": runs}
+        out[f"sweep-{s}"] = {"kind": "sweep", "dir": f"runs/sweep/{s}", "runs": runs}
     tr = p["trajectories"]
+    runs = {}
     for s in tr["settings"]:
-        c = _base(p, s, tr["n"], tr["seed"])
-        c |= {"kind": "traj", "solver": {"name": "ee", **p["solver"]}, "measure_every": tr["measure_every"],
-              "probe": tr["probe"], "max_steps": tr["max_steps"], "checkpoint_every": tr["checkpoint_every"]}
-        out[f"traj-{s}"] = {"kind": "traj", "dir": f"runs/traj/{s}", "runs": {f"traj/{s}": c}}
+        o = (tr.get("overrides") or {}).get(s) or {}
+        c = _base(p, s, o.get("n", tr["n"]), tr["seed"])
+        c |= {"kind": "traj", "solver": {"name": "ee", **p["solver"]},
+              "measure_every": o.get("measure_every", tr["measure_every"]), "probe": tr["probe"],
+              "max_steps": o.get("max_steps", tr["max_steps"]), "checkpoint_every": tr["checkpoint_every"]}
+        runs[f"traj/{s}"] = c
+    out["traj"] = {"kind": "traj", "dir": "runs/traj", "runs": runs}
     gd = p["gd"]
-    for lr in gd["lrs"]:
+    runs = {}
+    for lr in sorted(gd["lrs"]):  # smallest η = most steps first
         c = _base(p, gd["setting"], gd["n"], gd["seed"])
         c |= {"kind": "gd", "solver": {"name": "gd", "lr": lr, "track_every": gd["track_every"]},
               "time": gd["time"], "max_steps": gd["max_steps"], "measure_every": gd["measure_every"],
               "probe": p["trajectories"]["probe"], "checkpoint_every": p["trajectories"]["checkpoint_every"]}
-        out[f"gd-lr{fmt_num(lr)}"] = {"kind": "gd", "dir": f"runs/gd/lr{fmt_num(lr)}",
-                                     "runs": {f"gd/lr{fmt_num(lr)}": c}}
+        runs[f"gd/lr{lr}"] = c
+    out["gd"] = {"kind": "gd", "dir": "runs/gd", "runs": runs}
     ref = p["reference"]
     c = _base(p, ref["setting"], ref["n"], ref["seed"], dtype=ref["dtype"])
     c |= {"kind": "compare", "solver": {"name": "ee", **p["solver"]}, "gd_lrs": ref["gd_lrs"],

@@ -343,9 +343,20 @@ def execute_stage(stage: str, root: str | Path = ".", workers: int = 1, progress
     stage_dir = root / st["dir"]
     stage_dir.mkdir(parents=True, exist_ok=True)
     wanted = {(root / "runs" / n).resolve() for n, _, _ in items}
-    for sub in stage_dir.iterdir():
-        if sub.is_dir() and sub.resolve() not in wanted and not any(w.is_relative_to(sub.resolve()) for w in wanted):
-            shutil.rmtree(sub)
+    keep = wanted | {a for w in wanted for a in w.parents}
+
+    def prune(d: Path) -> None:  # remove run folders the plan no longer has (e.g. a dropped size or seed)
+        for sub in d.iterdir():
+            if sub.is_dir():
+                r = sub.resolve()
+                if r in wanted:
+                    continue
+                if r in keep:
+                    prune(sub)
+                else:
+                    shutil.rmtree(sub)
+
+    prune(stage_dir)
     workers = max(1, min(workers, len(items)))
     if workers == 1:
         for it in items:

@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Compare the regenerated ``metrics/*.json`` with the committed ones, within stated tolerances.
+
+Usage: ``python scripts/check_metrics.py [--against REV] [--rtol R] [--atol A]``
+
+The reference is each file as committed at ``REV`` (default ``HEAD``; ``git show REV:metrics/<file>``), or a
+folder given with ``--against-dir``. Rules:
+
+* strings and booleans (verdicts, names) must be equal;
+* keys whose name contains ``seconds`` or ``nfev`` (timings, solver work) are ignored;
+* integer counts named in ``COUNT_KEYS`` (loss increases, steps) may differ by ``--count-rtol`` (default 10%),
+  other integers must be equal;
+* every other number must satisfy |new − old| ≤ atol + rtol·|old| (defaults rtol = 0.02, atol = 1e-6):
+  single-threaded CPU runs are deterministic on one machine, but another CPU or BLAS changes the last bits,
+  and gradient descent at the edge of stability amplifies them;
+* a key present on one side only, or a file committed but not regenerated (or vice versa), is a difference.
+
+Exits 1 and lists every difference (path, old, new) when any is found, else prints a one-line summary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+IGNORE_SUBSTRINGS = ("seconds", "nfev")
+COUNT_KEYS = ("loss_increases", "steps", "points", "n_boot_valid")
+
+
+def _committed(root: Path, rev: str, rel: str) -> str | None:
+    r = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=root, capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else None
+
+
+def _committed_files(root: Path, rev: str) -> list[str]:
+    r = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}", "metrics/"], cwd=root, capture_output=True,
+                       text=True)
+    return sorted(f for f in r.stdout.split() if f.endswith(".json")) if r.returncode == 0 else []
+
+
+def compare(old, new, path: str, diffs: list, rtol: float, atol: float, count_rtol: float) -> None:
+    key = path.rsplit(".", 1)[-1]
+    if any(s in key for s in IGNORE_SUBSTRINGS):
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            p = f"{path}.{k}" if path else str(k)
+            if k not in old or k not in new:
+                if not any(s in str(k) for s in IGNORE_SUBSTRINGS):
+                    diffs.append((p, old.get(k, "<missing>"), new.get(k, "<missing>")))
+                continue
+            compare(old[k], new[k], p, diffs, rtol, atol, count_rtol)
+        return
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            diffs.append((path, f"list of {len(old)}", f"list of {len(new)}"))
+            return
+        for i, (a, b) in enumerate(zip(old, new)):
+            compare(a, b, f"{path}[{i}]", diffs, rtol, atol, count_rtol)
+        return
+    if isinstance(old, bool) or isinstance(new, bool) or isinstance(old, str) or isinstance(new, str) \
+            or old is None or new is None:
+        if old != new:
+            diffs.append((path, old, new))
+        return
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+        if isinstance(old, int) and isinstance(new, int) and key not in COUNT_KEYS:
+            if old != new:
+                diffs.append((path, old, new))
+            return
+        tol = count_rtol * abs(old) + 1 if key in COUNT_KEYS else atol + rtol * abs(old)
+        if math.isnan(old) and math.isnan(new):
+            return
+        if not abs(new - old) <= tol:
+            diffs.append((path, old, new))
+        return
+    if old != new:
+        diffs.append((path, old, new))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default=".", type=Path)
+    ap.add_argument("--against", default="HEAD", help="git revision holding the committed metrics")
+    ap.add_argument("--against-dir", type=Path, help="compare with this folder instead of a git revision")
+    ap.add_argument("--rtol", type=float, default=0.02)
+    ap.add_argument("--atol", type=float, default=1e-6)
+    ap.add_argument("--count-rtol", type=float, default=0.10)
+    a = ap.parse_args(argv)
+    root = a.root.resolve()
+    new_files = sorted(f"metrics/{p.name}" for p in (root / "metrics").glob("*.json"))
+    if a.against_dir:
+        old_files = sorted(f"metrics/{p.name}" for p in a.against_dir.glob("*.json"))
+        read_old = lambda rel: (a.against_dir / Path(rel).name).read_text()  # noqa: E731
+    else:
+        old_files = _committed_files(root, a.against)
+        read_old = lambda rel: _committed(root, a.against, rel)  # noqa: E731
+    diffs: list = []
+    for rel in sorted(set(old_files) | set(new_files)):
+        if rel not in new_files:
+            diffs.append((rel, "committed", "not regenerated"))
+            continue
+        if rel not in old_files:
+            diffs.append((rel, "not committed", "regenerated"))
+            continue
+        compare(json.loads(read_old(rel)), json.loads((root / rel).read_text()), rel, diffs, a.rtol, a.atol,
+                a.count_rtol)
+    if diffs:
+        print(f"metrics differ from {a.against_dir or a.against} (rtol={a.rtol}, atol={a.atol}, "
+              f"counts ±{a.count_rtol:.0%}):")
+        for p, o, n in diffs:
+            print(f"  {p}: committed {o!r} → regenerated {n!r}")
+        return 1
+    print(f"metrics/ matches {a.against_dir or a.against}: {len(new_files)} files within rtol={a.rtol}, "
+          f"atol={a.atol} (counts ±{a.count_rtol:.0%}; timings ignored)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
