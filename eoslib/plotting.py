@@ -160,18 +160,23 @@ def lr_label(lr: float) -> str:
     return f"GD η = {lr:g}"
 
 
+def model_label(params: Mapping) -> str:
+    """The model of a profile in words, e.g. ``MLP: 6 Linear layers × width 128, init default, float32``."""
+    m = params["model"]
+    return f"MLP: {m['depth']} Linear layers × width {m['width']}, init {m['init']}, {m['dtype']}"
+
+
 def settings_table(params: Mapping, names: Iterable[str]):
-    """A DataFrame describing settings (dataset, activation, loss with its convention, classes) and the model."""
+    """A DataFrame describing settings: dataset, classes, activation, loss with its convention, loss threshold
+    (the model is the same for all: :func:`model_label`)."""
     import pandas as pd
 
-    m = params["model"]
     rows = []
     for name in names:
         s = params["settings"][name]
         rows.append({"setting": name, "dataset": s["dataset"], "classes": s.get("classes") or "all",
                      "activation": s["activation"], "loss": LOSS_FULL[s["loss"]],
-                     "loss threshold": params["loss_threshold"][s["loss"]],
-                     "model": f"MLP, {m['depth']} Linear layers × width {m['width']}, init {m['init']}, {m['dtype']}"})
+                     "loss threshold": params["loss_threshold"][s["loss"]]})
     return pd.DataFrame(rows).set_index("setting")
 
 
@@ -281,6 +286,6 @@ def write_metrics(name: str, numbers: Mapping, root: str | Path | None = None) -
 
 
 __all__ = ["set_style", "setting_palette", "lr_palette", "layer_palette", "SOLVER_COLORS", "SOLVER_NAMES",
-           "LABELS", "LOSS_CONVENTION", "label", "sharpness_label", "loss_label", "setting_label", "lr_label",
+           "LABELS", "LOSS_CONVENTION", "label", "sharpness_label", "loss_label", "setting_label", "lr_label", "model_label",
            "settings_table", "log_axis_if_wide", "panel_letters", "note", "loss_footnote", "tidy_log_axes", "save_figure",
            "write_metrics", "LOSS_SHORT", "LOSS_FULL"]
