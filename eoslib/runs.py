@@ -339,7 +339,9 @@ def execute_stage(stage: str, root: str | Path = ".", workers: int = 1, progress
     in the stage's directory that the plan no longer has."""
     root = Path(root)
     st = json.loads((root / "runs" / "_plan" / f"{stage}.json").read_text())
-    items = [(name, cfg, str(root)) for name, cfg in st["runs"].items()]
+    # most expensive first (largest N; for GD the smallest step size), so parallel workers finish together
+    items = sorted(((name, cfg, str(root)) for name, cfg in st["runs"].items()),
+                   key=lambda it: (-it[1]["n"], it[1]["solver"].get("lr", 0.0), it[0]))
     stage_dir = root / st["dir"]
     stage_dir.mkdir(parents=True, exist_ok=True)
     wanted = {(root / "runs" / n).resolve() for n, _, _ in items}
