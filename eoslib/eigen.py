@@ -6,10 +6,18 @@ their residuals R = AX − XΛ and the previous search directions — with a Ray
 Each iteration costs one block matvec over the *unconverged* columns only (soft locking). A pair (λ, v) is
 converged when ‖Av − λv‖ ≤ tol·|λ₁|. Warm-starting from the previous training step's vectors typically
 converges after the single block matvec that the initial Rayleigh–Ritz needs.
-The basis [X, W, P] is kept orthonormal: W is projected off X and P twice and orthonormalised (SVQB,
+The basis [X, W, P] is kept orthonormal: W is projected off X and P (a second pass only where the first
+removed most of a column, the Daniel–Gragg–Kaufman–Stewart test) and orthonormalised (SVQB,
 near-dependent directions dropped); P is formed from Ritz coefficients orthogonalised in the small
 coefficient space (Duersch et al. 2018), so no cancellation ever happens in R^dim and the carried
 products AX, AP stay consistent with X, P to rounding.
+
+Cost: besides the matvecs, every iteration streams a few dozen dim-long columns through memory, which for
+wide networks (dim ~ 10⁶) is comparable to the Hessian products themselves. So the dim-sized blocks live
+in ``dtype`` (pass the operator's float32 to halve that traffic; the small Rayleigh–Ritz matrices are always
+solved in float64), blocks are never concatenated, the Gram matrix is built from its upper block triangle,
+search directions are formed only when another iteration needs them, and a full warm start is used as it
+comes (its Gram matrix folded into the first Rayleigh–Ritz step instead of a QR factorisation).
 """
 from __future__ import annotations
 
@@ -38,20 +46,39 @@ class EigenResult:
     converged: bool
 
 
+def _drop(drop: float, dtype: torch.dtype) -> float:
+    """The SVQB drop threshold, never below what ``dtype`` can resolve in a Gram matrix."""
+    return max(drop, 64 * torch.finfo(dtype).eps)
+
+
+def _svqb_map(G: Tensor, drop: float) -> Tensor:
+    """T with Tᵀ G T = I for a (float64) Gram matrix G, dropping directions whose eigenvalue after column
+    scaling is below ``drop`` (keeps the basis well conditioned: carried products err by ≤ drop^{-1/2})."""
+    tiny = torch.finfo(G.dtype).tiny
+    norms = G.diagonal().clamp_min(0).sqrt().clamp_min(tiny)
+    evals, U = torch.linalg.eigh(G / norms / norms[:, None])
+    keep = evals > drop * evals.max().clamp_min(tiny)
+    return (U[:, keep] / evals[keep].sqrt()) / norms[:, None]
+
+
 def _svqb(S: Tensor, AS: Tensor | None = None, drop: float = 1e-12) -> tuple[Tensor, Tensor | None]:
-    """Orthonormalise the columns of S (applying the same map to AS), dropping directions whose Gram
-    eigenvalue is below ``drop`` after column scaling: keeps the basis well conditioned, so the error in
-    AS (carried, not recomputed) is amplified by at most drop^{-1/2}."""
-    norms = S.norm(dim=0).clamp_min(torch.finfo(S.dtype).tiny)
-    evals, U = torch.linalg.eigh((S.T @ S) / norms / norms[:, None])  # Gram of the scaled columns, no P×m copy
-    keep = evals > drop * evals.max().clamp_min(torch.finfo(S.dtype).tiny)
-    T = (U[:, keep] / evals[keep].sqrt()) / norms[:, None]
+    """Orthonormalise the columns of S (applying the same map to AS), dropping near-dependent directions."""
+    T = _svqb_map((S.T @ S).double(), _drop(drop, S.dtype)).to(S.dtype)
     return S @ T, None if AS is None else AS @ T
 
 
 def _project_out(V: Tensor, AV: Tensor | None, bases: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor | None]:
-    """V ← (I − BBᵀ)V for each orthonormal basis B (twice: Kahan–Parlett), carrying AV ← AV − (AB)(BᵀV)."""
-    for _ in range(2):
+    """V ← (I − BBᵀ)V for each orthonormal basis B, carrying AV ← AV − (AB)(BᵀV). A second pass runs only
+    when the first removed more than half of some column's norm (DGKS: "twice is enough")."""
+    norms2 = V.pow(2).sum(0)
+    removed = torch.zeros_like(norms2)
+    for B, AB in bases:
+        c = B.T @ V
+        removed += c.pow(2).sum(0)
+        V = torch.addmm(V, B, c, alpha=-1)
+        if AV is not None:
+            AV = torch.addmm(AV, AB, c, alpha=-1)
+    if bool((removed > 0.5 * norms2).any()):
         for B, AB in bases:
             c = B.T @ V
             V = torch.addmm(V, B, c, alpha=-1)
@@ -61,23 +88,23 @@ def _project_out(V: Tensor, AV: Tensor | None, bases: list[tuple[Tensor, Tensor]
 
 
 def _combine(blocks: list[Tensor], C: Tensor) -> Tensor:
-    """[B₁ B₂ …] @ C without concatenating the blocks (no P × n copy)."""
+    """[B₁ B₂ …] @ C without concatenating the blocks (no dim × n copy)."""
     out, start = None, 0
     for B in blocks:
-        Ci = C[start : start + B.shape[1]]
+        Ci = C[start : start + B.shape[1]].to(B.dtype)
         out = B @ Ci if out is None else out.addmm_(B, Ci)
         start += B.shape[1]
     return out
 
 
 def _gram(blocks: list[Tensor], Ablocks: list[Tensor]) -> Tensor:
-    """The symmetric Rayleigh–Ritz matrix Sᵀ(AS) from the upper block triangle (6 of 9 products for 3 blocks)."""
+    """The symmetric Rayleigh–Ritz matrix Sᵀ(AS) in float64, from its upper block triangle."""
     sizes = [B.shape[1] for B in blocks]
     offs = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    T = blocks[0].new_empty(offs[-1], offs[-1])
+    T = torch.empty(offs[-1], offs[-1], dtype=torch.float64, device=blocks[0].device)
     for i, B in enumerate(blocks):
         for j in range(i, len(blocks)):
-            Tij = B.T @ Ablocks[j]
+            Tij = (B.T @ Ablocks[j]).double()
             if i == j:
                 T[offs[i] : offs[i + 1], offs[i] : offs[i + 1]] = (Tij + Tij.T) / 2
             else:
@@ -88,6 +115,12 @@ def _gram(blocks: list[Tensor], Ablocks: list[Tensor]) -> Tensor:
 
 def _orthonormal(V: Tensor) -> Tensor:
     return torch.linalg.qr(V).Q
+
+
+def _ritz(T: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """The m largest eigenpairs of the small symmetric float64 matrix T, largest first."""
+    evals, Y = torch.linalg.eigh(T)
+    return evals.flip(0)[:m], Y.flip(1)[:, :m]
 
 
 def top_eigenpairs(
@@ -109,8 +142,10 @@ def top_eigenpairs(
     Converged when every residual ‖Av_j − λ_j v_j‖ ≤ tol·|λ₁|; otherwise, after ``max_matvecs`` single
     products (default 50·dim^{1/2}·(k+guard), at most ~dim·…), returns the best estimate with
     ``converged=False`` and an ``EigenConvergenceWarning`` — never raises mid-training.
-    The Rayleigh–Ritz algebra runs in ``dtype`` (float64 by default); matvec inputs are cast to the
-    dtype of v0 (or of ``dtype`` when cold).
+    The dim-sized blocks are held in ``dtype`` (float64 by default; the operator's own float32 halves the
+    memory traffic and still resolves residuals far below tol = 1e-3); the small Rayleigh–Ritz problems are
+    solved in float64. Matvec inputs are cast to the dtype of v0 (or of ``dtype`` when cold). Values and
+    residuals are returned in float64, vectors in the matvec dtype.
     """
     if not 1 <= k <= dim:
         raise ValueError(f"k must be in 1..dim={dim} (got {k})")
@@ -118,33 +153,40 @@ def top_eigenpairs(
     if max_matvecs is None:
         max_matvecs = max(20 * m, int(60 * m * math.sqrt(math.log(dim + 1) + 1)))
     op_dtype = v0.dtype if v0 is not None else dtype
+
+    def A(V: Tensor) -> Tensor:
+        return matvec(V.to(op_dtype)).to(dtype)
+
     if v0 is not None:
         v0 = v0.reshape(dim, -1)[:, :m]
-    if v0 is not None and v0.shape[1] == m:  # a full warm start: no random padding to draw
-        X = v0.to(device if device is not None else v0.device, dtype)
-    else:
+    X = None
+    if v0 is not None and v0.shape[1] == m:
+        # A full warm start, used as it comes: fold its Gram matrix into the Rayleigh–Ritz step (the same
+        # Ritz pairs as orthonormalising first) unless its columns are close to dependent.
+        X0 = v0.to(device if device is not None else v0.device, dtype)
+        M = _svqb_map((X0.T @ X0).double(), 1e-6)
+        if M.shape[1] == m:
+            X, AX = X0, A(X0)
+            theta, C = _ritz(M.T @ _gram([X], [AX]) @ M, m)
+            C = M @ C
+    if X is None:
         gen = torch.Generator().manual_seed(seed)
         X = torch.randn(dim, m, generator=gen, dtype=dtype)
         if device is not None or v0 is not None:
             X = X.to(device if device is not None else v0.device)
         if v0 is not None:
             X[:, : v0.shape[1]] = v0.to(X.device, dtype)
-    X = _orthonormal(X)
-
-    def A(V: Tensor) -> Tensor:
-        return matvec(V.to(op_dtype)).to(dtype)
-
-    AX = A(X)
+        X = _orthonormal(X)
+        AX = A(X)
+        theta, C = _ritz(_gram([X], [AX]), m)
     matvecs, it = m, 0
-    theta, C = torch.linalg.eigh(X.T @ AX)
-    theta, C = theta.flip(0), C.flip(1)
-    X, AX = X @ C, AX @ C
+    X, AX = _combine([X], C), _combine([AX], C)
     Pd = APd = None
     S = AS = Z = None  # the last Rayleigh–Ritz basis (as blocks), its products and P's coefficients in it
     while True:
-        R = torch.addcmul(AX, X, theta, value=-1)  # AX − XΛ
-        res = torch.linalg.vector_norm(R, dim=0)
-        scale = theta.abs().max().clamp_min(torch.finfo(dtype).tiny)
+        R = torch.addcmul(AX, X, theta.to(dtype), value=-1)  # AX − XΛ
+        res = torch.linalg.vector_norm(R, dim=0).double()
+        scale = theta.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
         active = res > tol * scale
         if not active[:k].any() or matvecs >= max_matvecs or it >= dim:
             break
@@ -160,8 +202,7 @@ def top_eigenpairs(
         matvecs += W.shape[1]
         S = [X, W] + ([] if Pd is None else [Pd])  # orthonormal by construction
         AS = [AX, AW] + ([] if APd is None else [APd])
-        evals, Y = torch.linalg.eigh(_gram(S, AS))
-        theta, Y = evals.flip(0)[:m], Y.flip(1)[:, :m]
+        theta, Y = _ritz(_gram(S, AS), m)
         X, AX = _combine(S, Y), _combine(AS, Y)
         # Search directions: the W/P part of the Ritz coefficients, orthogonalised against Y in coefficient
         # space (small matrices), so P is orthonormal and ⟂ X without cancellation in R^dim.
@@ -169,7 +210,7 @@ def top_eigenpairs(
         Z[:m] = 0
         for _ in range(2):
             Z = Z - Y @ (Y.T @ Z)
-        Z, _ = _svqb(Z, drop=1e-14)
+        Z = Z @ _svqb_map(Z.T @ Z, 1e-14)
     converged = not active[:k].any()
     if not converged:
         warnings.warn(

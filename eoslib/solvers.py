@@ -19,25 +19,55 @@ from .objective import Objective
 
 
 class _EigenTracker:
-    """Warm-started top-k eigenpairs of ∇²L along a trajectory."""
+    """Warm-started top-k eigenpairs of ∇²L along a trajectory.
 
-    def __init__(self, k: int, tol: float, guard: int = 0) -> None:
-        self.k, self.tol, self.guard = k, tol, guard
+    With ``extrapolate`` (default) the warm start is the previous eigenvectors moved on linearly along the
+    trajectory: V₁ + f·(V₁ − V₀R), where V₀, V₁ are the two previous solutions, R the orthogonal Procrustes
+    rotation aligning V₀ to V₁ (signs, rotations inside clusters) and f = ‖θ − θ₁‖/‖θ₁ − θ₀‖ (clipped to
+    [0, 2]). It costs no Hessian product and cuts the matvecs of a steady-state solve by ~15–25% (benchmarks/);
+    the solve still runs to the same residual tolerance, so only the warm start changes."""
+
+    def __init__(self, k: int, tol: float, guard: int = 0, extrapolate: bool = True) -> None:
+        self.k, self.tol, self.guard, self.extrapolate = k, tol, guard, extrapolate
         self.vectors: Tensor | None = None
+        self._prev_vectors: Tensor | None = None  # the solution before ``vectors``
+        self._thetas: tuple[Tensor | None, Tensor | None] = (None, None)  # θ of those two solves
+
+    def warm_start(self, theta: Tensor) -> Tensor | None:
+        """The starting block for a solve at θ."""
+        V1, V0 = self.vectors, self._prev_vectors
+        th0, th1 = self._thetas
+        if not self.extrapolate or V1 is None or V0 is None or th0 is None or th1 is None or V0.shape != V1.shape \
+                or th1.shape != theta.shape:
+            return V1
+        d_prev = (th1 - th0).norm()
+        if not d_prev > 0:
+            return V1
+        f = float(((theta - th1).norm() / d_prev).clamp(0.0, 2.0))
+        U, _, Wh = torch.linalg.svd((V0.T @ V1).double())
+        return torch.addmm(V1, V0, (U @ Wh).to(V0.dtype), beta=1 + f, alpha=-f)  # V₁ + f(V₁ − V₀R)
 
     def __call__(self, objective: Objective, theta: Tensor) -> EigenResult:
+        # The dim-sized LOBPCG blocks in the objective's dtype (float32 halves their memory traffic, which
+        # rivals the Hessian products on wide nets); float64 when tol is beyond float32's reach.
+        dtype = objective.dtype if self.tol >= 1e-5 else torch.float64
         r = top_eigenpairs(
-            objective.hvp_operator(theta), objective.P, self.k, v0=self.vectors, tol=self.tol,
-            guard=self.guard, dtype=torch.float64, device=theta.device,
+            objective.hvp_operator(theta), objective.P, self.k, v0=self.warm_start(theta), tol=self.tol,
+            guard=self.guard, dtype=dtype, device=theta.device,
         )
+        if self.extrapolate:
+            self._prev_vectors = self.vectors
+            self._thetas = (self._thetas[1], theta.detach().clone())
         self.vectors = r.vectors.to(objective.dtype)
         return r
 
     def state_dict(self) -> dict:
-        return {"vectors": self.vectors}
+        return {"vectors": self.vectors, "prev_vectors": self._prev_vectors, "thetas": self._thetas}
 
     def load_state_dict(self, state: dict) -> None:
         self.vectors = state.get("vectors")
+        self._prev_vectors = state.get("prev_vectors")
+        self._thetas = tuple(state.get("thetas", (None, None)))
 
 
 def _eig_record(r: EigenResult) -> dict:
