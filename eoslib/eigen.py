@@ -113,6 +113,21 @@ def _gram(blocks: list[Tensor], Ablocks: list[Tensor]) -> Tensor:
     return T
 
 
+def _directions(S: list[Tensor], AS: list[Tensor], Y: Tensor, active: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """Search directions P (and AP) of the still-active Ritz vectors: the W/P part of their coefficients Y
+    in the last basis S = [X, W, P], orthogonalised against all of Y in coefficient space (small matrices), so
+    P is orthonormal and ⟂ X without cancellation in R^dim."""
+    m = S[0].shape[1]
+    Z = Y[:, active].clone()
+    Z[:m] = 0
+    for _ in range(2):
+        Z = Z - Y @ (Y.T @ Z)
+    Z = Z @ _svqb_map(Z.T @ Z, 1e-14)
+    if Z.shape[1] == 0:
+        return None, None
+    return _combine(S, Z), _combine(AS, Z)
+
+
 def _orthonormal(V: Tensor) -> Tensor:
     return torch.linalg.qr(V).Q
 
@@ -181,42 +196,53 @@ def top_eigenpairs(
         theta, C = _ritz(_gram([X], [AX]), m)
     matvecs, it = m, 0
     X, AX = _combine([X], C), _combine([AX], C)
+    # Converged leading Ritz pairs of the moving block are locked (deflated): kept as they are, with all later
+    # directions orthogonal to them, so an iteration's dim-sized work scales with the columns still moving.
+    XL: list[Tensor] = []
+    AXL: list[Tensor] = []
+    thetaL: list[Tensor] = []
+    resL: list[Tensor] = []
     Pd = APd = None
-    S = AS = Z = None  # the last Rayleigh–Ritz basis (as blocks), its products and P's coefficients in it
+    S = AS = Y = None  # the last Rayleigh–Ritz basis (as blocks), its products and Ritz coefficients
     while True:
         R = torch.addcmul(AX, X, theta.to(dtype), value=-1)  # AX − XΛ
         res = torch.linalg.vector_norm(R, dim=0).double()
-        scale = theta.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
+        values, residuals = torch.cat(thetaL + [theta]), torch.cat(resL + [res])
+        order = torch.argsort(values, descending=True, stable=True)
+        scale = values.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
         active = res > tol * scale
-        if not active[:k].any() or matvecs >= max_matvecs or it >= dim:
+        pending = (residuals > tol * scale)[order[:k]]  # the k largest pairs still above the tolerance
+        if not pending.any() or matvecs >= max_matvecs or it >= dim:
             break
         it += 1
-        if Z is not None:  # formed only when another iteration needs them
-            Pd, APd = (_combine(S, Z), _combine(AS, Z)) if Z.shape[1] else (None, None)
-        bases = [(X, AX)] + ([] if Pd is None else [(Pd, APd)])
+        if Y is not None:  # search directions, formed only when another iteration needs them
+            Pd, APd = _directions(S, AS, Y, active)
+        q = int(active.to(torch.int8).argmax())  # converged columns at the top of the moving block
+        if q > 0:
+            XL.append(X[:, :q])
+            AXL.append(AX[:, :q])
+            thetaL.append(theta[:q])
+            resL.append(res[:q])
+            X, AX, theta, res, R, active = X[:, q:], AX[:, q:], theta[q:], res[q:], R[:, q:], active[q:]
+        bases = list(zip(XL, AXL)) + [(X, AX)] + ([] if Pd is None else [(Pd, APd)])
         W, _ = _project_out(R if bool(active.all()) else R[:, active], None, bases)
         W, _ = _svqb(W)
         if W.shape[1] == 0:
             break
         AW = A(W)
         matvecs += W.shape[1]
-        S = [X, W] + ([] if Pd is None else [Pd])  # orthonormal by construction
+        S = [X, W] + ([] if Pd is None else [Pd])  # orthonormal, and ⟂ the locked vectors, by construction
         AS = [AX, AW] + ([] if APd is None else [APd])
-        theta, Y = _ritz(_gram(S, AS), m)
+        theta, Y = _ritz(_gram(S, AS), X.shape[1])
         X, AX = _combine(S, Y), _combine(AS, Y)
-        # Search directions: the W/P part of the Ritz coefficients, orthogonalised against Y in coefficient
-        # space (small matrices), so P is orthonormal and ⟂ X without cancellation in R^dim.
-        Z = Y.clone()
-        Z[:m] = 0
-        for _ in range(2):
-            Z = Z - Y @ (Y.T @ Z)
-        Z = Z @ _svqb_map(Z.T @ Z, 1e-14)
-    converged = not active[:k].any()
+    converged = not pending.any()
     if not converged:
         warnings.warn(
-            f"top_eigenpairs: {int(active[:k].sum())} of {k} pairs above tol={tol:g}·|λ₁| after {matvecs} matvecs "
-            f"(max residual/|λ₁| = {(res[:k].max() / scale).item():.2e}); returning the best estimate",
+            f"top_eigenpairs: {int(pending.sum())} of {k} pairs above tol={tol:g}·|λ₁| after {matvecs} matvecs "
+            f"(max residual/|λ₁| = {(residuals[order[:k]].max() / scale).item():.2e}); returning the best estimate",
             EigenConvergenceWarning,
             stacklevel=2,
         )
-    return EigenResult(theta[:k].clone(), X[:, :k].to(op_dtype), res[:k].clone(), matvecs, it, converged)
+    top = order[:k]
+    vectors = torch.cat(XL + [X], 1)[:, top] if XL else X[:, top]
+    return EigenResult(values[top].clone(), vectors.to(op_dtype), residuals[top].clone(), matvecs, it, converged)
