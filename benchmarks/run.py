@@ -19,9 +19,11 @@ import argparse
 import json
 import os
 import platform
+import copy
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py` as well as `python -
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = "benchmarks"
 
-from eoslib.eigen import top_eigenpairs  # noqa: E402
+from eoslib.eigen import EigenConvergenceWarning, top_eigenpairs  # noqa: E402
 
 from .baseline import AuthorsStyleEE, power_iteration
 from .common import DIGITS, WIDE, Setting, build, fit_exponent, interleaved, med, spread, steady_state  # noqa: E402
@@ -133,6 +135,13 @@ def bench_eigen(s: Setting, obj, theta, solver, repeats: int, power_cap: int, wi
             r = _eigsh(obj, theta, m, tol)
             r["first_attempt"] = first
         out["eigsh_cold"] = r
+    with warnings.catch_warnings():  # stopped on purpose after the first Rayleigh–Ritz step
+        warnings.simplefilter("ignore", EigenConvergenceWarning)
+        first = top_eigenpairs(op, P, m, v0=v_extrap, tol=tol, dtype=obj.dtype, device=theta.device, max_matvecs=m)
+    q = (first.residuals / (tol * first.values.abs().max())).tolist()
+    out["warm_first_rayleigh_ritz"] = {
+        "residual_over_tolerance": q, "columns_already_converged": sum(x <= 1 for x in q),
+        "note": "after the one block product of the warm start; columns above 1 need the second block"}
     t0 = time.perf_counter()
     pw = power_iteration(op, v_prev.to(obj.dtype), tol, power_cap)
     pw["time_s"] = time.perf_counter() - t0
@@ -174,6 +183,34 @@ def bench_step(s: Setting, objs: dict, theta, solver, hvp_out: dict, repeats: in
            "block": lambda: objs[fastest].hvp(theta, V),
            "eoslib_step": ee_step,
            "baseline_step": base_step}
+    prof = {"hvp_s": 0.0, "hvp_calls": 0, "columns": 0, "loss_and_grad_s": 0.0, "steps": 0}
+    hvp, lag = obj.hvp, obj.loss_and_grad
+
+    def timed_hvp(th, W):
+        t0 = time.perf_counter()
+        r = hvp(th, W)
+        prof["hvp_s"] += time.perf_counter() - t0
+        prof["hvp_calls"] += 1
+        prof["columns"] += 1 if W.ndim == 1 else W.shape[1]
+        return r
+
+    def timed_lag(th, keep_graph=False):
+        t0 = time.perf_counter()
+        r = lag(th, keep_graph=keep_graph)
+        prof["loss_and_grad_s"] += time.perf_counter() - t0
+        return r
+
+    def profiled_ee_step():
+        obj.hvp, obj.loss_and_grad = timed_hvp, timed_lag
+        t0 = time.perf_counter()
+        try:
+            ee_step()
+        finally:
+            del obj.hvp, obj.loss_and_grad
+        prof["step_s"] = prof.get("step_s", 0.0) + time.perf_counter() - t0
+        prof["steps"] += 1
+
+    fns["eoslib_step"] = profiled_ee_step
     times = interleaved(fns, repeats, warmup=1)
     g, b = med(times["grad"]), med(times["block"])
     t_ee, t_base = med(times["eoslib_step"]), med(times["baseline_step"])
@@ -192,6 +229,11 @@ def bench_step(s: Setting, objs: dict, theta, solver, hvp_out: dict, repeats: in
            "baseline_residual_rel_max": float(max(base_res)),
            "steps_timed": repeats}
     out["ratios"] = {"eoslib_over_floor": t_ee / (g + b), "baseline_over_eoslib": t_base / t_ee}
+    n = prof["steps"]
+    prof = {k: v / n for k, v in prof.items() if k != "steps"}  # per step, including the warm-up round
+    prof["eigen_algebra_and_update_s"] = prof["step_s"] - prof["hvp_s"] - prof["loss_and_grad_s"]
+    prof["fractions"] = {k: prof[k] / prof["step_s"] for k in ("hvp_s", "loss_and_grad_s", "eigen_algebra_and_update_s")}
+    out["eoslib_step_profile"] = prof
     if eigen_out is not None:
         # Equal accuracy: plain block power iteration needs `power_warm.matvecs` products from the same warm
         # start to meet the tolerance (counted in the eigen section with the same arithmetic); the baseline
@@ -202,6 +244,39 @@ def bench_step(s: Setting, objs: dict, theta, solver, hvp_out: dict, repeats: in
         out["baseline_equal_accuracy_step_s_est"] = est
         out["baseline_equal_accuracy_is_lower_bound"] = not pw["converged"]
         out["ratios"]["baseline_equal_accuracy_over_eoslib"] = est / t_ee
+    return out
+
+
+def bench_variants(s: Setting, obj, theta, solver, floor_s: float, repeats: int) -> dict:
+    """The same steady-state step with other eigen-tracking choices (each variant continues its own copy of
+    the warm solver from θ): tolerance, guard columns, extrapolated vs plain warm start."""
+    variants = {"default (tol 1e-3, extrapolated)": {},
+                "plain warm start": {"extrapolate": False},
+                "guard 2": {"guard": 2},
+                "tol 3e-3": {"tol": 3e-3},
+                "tol 1e-2": {"tol": 1e-2}}
+    solvers, states, recs = {}, {}, {}
+    for name, kw in variants.items():
+        sv = copy.deepcopy(solver)
+        for key, val in kw.items():
+            setattr(sv.tracker, key, val)
+            if key in ("tol", "guard"):
+                setattr(sv, key, val)
+        solvers[name], states[name], recs[name] = sv, theta.clone(), []
+
+    def stepper(name):
+        def f():
+            states[name], rec = solvers[name].step(obj, states[name])
+            recs[name].append(rec)
+        return f
+
+    times = interleaved({name: stepper(name) for name in variants}, repeats, warmup=1)
+    out = {}
+    for name in variants:
+        rs = recs[name][1:]
+        out[name] = {"step_s": med(times[name]), "over_floor": med(times[name]) / floor_s,
+                     "matvecs_per_step": float(np.mean([r["eig_matvecs"] for r in rs])),
+                     "max_residual_rel": float(max(r["eig_residual"] / abs(r["eigs"][0]) for r in rs))}
     return out
 
 
@@ -258,6 +333,10 @@ def table(res: dict) -> list[str]:
         pw = e["power_warm"]
         s += f", power warm {'>' if not pw['converged'] else ''}{pw['matvecs']} ({pw['time_s']:.2f}s) | |"
         lines.append(s)
+        fr = e["warm_first_rayleigh_ritz"]
+        lines.append(f"| {name} | warm start after its first block: residual / tolerance (median, max) | "
+                     f"{np.median(fr['residual_over_tolerance']):.1f}, {max(fr['residual_over_tolerance']):.1f} "
+                     f"({fr['columns_already_converged']} of {len(fr['residual_over_tolerance'])} columns converged) | |")
         if "warm_over_eigsh_matvecs" in e["ratios"]:
             r = e["ratios"]["warm_over_eigsh_matvecs"]
             lines.append(f"| {name} | warm eoslib / cold Lanczos matvecs (same tolerance) | {r:.3f} | ≤ 0.2 "
@@ -270,6 +349,14 @@ def table(res: dict) -> list[str]:
         lines.append(f"| {name} | authors'-style step / eoslib step, as they run (their residual "
                      f"{st['baseline_residual_rel_median']:.1e} vs ours ≤ {st['eoslib_residual_rel_max']:.1e}·λ₁) | "
                      f"{r['baseline_over_eoslib']:.2f} | |")
+        p = st["eoslib_step_profile"]
+        lines.append(f"| {name} | where a step's time goes: HVP columns / gradient / LOBPCG algebra + update | "
+                     f"{p['fractions']['hvp_s']:.0%} / {p['fractions']['loss_and_grad_s']:.0%} / "
+                     f"{p['fractions']['eigen_algebra_and_update_s']:.0%} ({p['columns']:.1f} columns in "
+                     f"{p['hvp_calls']:.1f} products) | |")
+        for vname, v in st.get("variants", {}).items():
+            lines.append(f"| {name} | variant {vname}: step / floor | {v['over_floor']:.2f} ({v['matvecs_per_step']:.1f} "
+                         f"matvecs/step, residual ≤ {v['max_residual_rel']:.1e}·λ₁) | |")
         if "baseline_equal_accuracy_over_eoslib" in r:
             v = r["baseline_equal_accuracy_over_eoslib"]
             lb = "≥ " if st["baseline_equal_accuracy_is_lower_bound"] else ""
@@ -303,7 +390,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="torch intra-op threads (default 1: on a small shared machine more threads oversubscribe)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    ap.add_argument("--sections", default="hvp,eigen,step,scaling")
+    ap.add_argument("--sections", default="hvp,eigen,step,variants,scaling")
     ap.add_argument("--settings", default=None, help="comma-separated: digits,wide (default: both; quick: digits)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -344,7 +431,12 @@ def main(argv: list[str] | None = None) -> dict:
             res.setdefault("eigen", {})[name] = eig_out
         if "step" in sections:
             log(f"{name}: steady-state steps")
-            res.setdefault("step", {})[name] = bench_step(s, objs, theta, solver, hvp_out, step_reps[name], eig_out)
+            solver0 = copy.deepcopy(solver)
+            res.setdefault("step", {})[name] = st = bench_step(s, objs, theta, solver, hvp_out, step_reps[name], eig_out)
+            if name == "digits" and "variants" in sections:
+                log(f"{name}: eigen-tracking variants")
+                st["variants"] = bench_variants(s, objs["cached"], theta, solver0, st["floor_s"],
+                                                3 if args.quick else 7)
     if "scaling" in sections:
         log("scaling")
         base = Setting("scaling", "mnist1d", 512, 128, 4, gd_steps=30, ee_steps=4, loose_steps=1)
