@@ -87,21 +87,45 @@ def _project_out(V: Tensor, AV: Tensor | None, bases: list[tuple[Tensor, Tensor]
     return V, AV
 
 
-def _gram(S: Tensor, AS: Tensor) -> Tensor:
-    """The symmetric Rayleigh–Ritz matrix Sᵀ(AS) in float64 (one product over contiguous column ranges)."""
-    T = (S.T @ AS).double()
-    return (T + T.T) / 2
+def _combine(blocks: list[Tensor], C: Tensor) -> Tensor:
+    """[B₁ B₂ …] @ C without concatenating the blocks (no dim × n copy)."""
+    out, start = None, 0
+    for B in blocks:
+        Ci = C[start : start + B.shape[1]].to(B.dtype)
+        out = B @ Ci if out is None else out.addmm_(B, Ci)
+        start += B.shape[1]
+    return out
 
 
-def _direction_coefficients(Y: Tensor, active: Tensor, mx: int) -> Tensor:
-    """Coefficients (in the last basis [X, P, W]) of the search directions of the still-active Ritz vectors:
-    the P/W part of their Ritz coefficients, orthogonalised against all of Y in coefficient space (small
-    matrices), so P is orthonormal and ⟂ X without cancellation in R^dim (Duersch et al. 2018)."""
+def _gram(blocks: list[Tensor], Ablocks: list[Tensor]) -> Tensor:
+    """The symmetric Rayleigh–Ritz matrix Sᵀ(AS) in float64, from its upper block triangle."""
+    sizes = [B.shape[1] for B in blocks]
+    offs = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    T = torch.empty(offs[-1], offs[-1], dtype=torch.float64, device=blocks[0].device)
+    for i, B in enumerate(blocks):
+        for j in range(i, len(blocks)):
+            Tij = (B.T @ Ablocks[j]).double()
+            if i == j:
+                T[offs[i] : offs[i + 1], offs[i] : offs[i + 1]] = (Tij + Tij.T) / 2
+            else:
+                T[offs[i] : offs[i + 1], offs[j] : offs[j + 1]] = Tij
+                T[offs[j] : offs[j + 1], offs[i] : offs[i + 1]] = Tij.T
+    return T
+
+
+def _directions(S: list[Tensor], AS: list[Tensor], Y: Tensor, active: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """Search directions P (and AP) of the still-active Ritz vectors: the W/P part of their coefficients Y
+    in the last basis S = [X, W, P], orthogonalised against all of Y in coefficient space (small matrices), so
+    P is orthonormal and ⟂ X without cancellation in R^dim."""
+    m = S[0].shape[1]
     Z = Y[:, active].clone()
-    Z[:mx] = 0
+    Z[:m] = 0
     for _ in range(2):
         Z = Z - Y @ (Y.T @ Z)
-    return Z @ _svqb_map(Z.T @ Z, 1e-14)
+    Z = Z @ _svqb_map(Z.T @ Z, 1e-14)
+    if Z.shape[1] == 0:
+        return None, None
+    return _combine(S, Z), _combine(AS, Z)
 
 
 def _orthonormal(V: Tensor) -> Tensor:
@@ -158,7 +182,7 @@ def top_eigenpairs(
         M = _svqb_map((X0.T @ X0).double(), 1e-6)
         if M.shape[1] == m:
             X, AX = X0, A(X0)
-            theta, C = _ritz(M.T @ _gram(X, AX) @ M, m)
+            theta, C = _ritz(M.T @ _gram([X], [AX]) @ M, m)
             C = M @ C
     if X is None:
         gen = torch.Generator().manual_seed(seed)
@@ -169,25 +193,17 @@ def top_eigenpairs(
             X[:, : v0.shape[1]] = v0.to(X.device, dtype)
         X = _orthonormal(X)
         AX = A(X)
-        theta, C = _ritz(_gram(X, AX), m)
+        theta, C = _ritz(_gram([X], [AX]), m)
     matvecs, it = m, 0
-    # Working storage: the basis [X | P | W] and its products live in column ranges of two dim × 3m buffers
-    # used in turn, so the Gram matrix and every Ritz combination is one matrix product over contiguous
-    # columns (a dim-sized block is streamed once, not once per block pair).
-    dev = X.device
-    Sb = [torch.empty(dim, 3 * m, dtype=dtype, device=dev) for _ in range(2)]
-    ASb = [torch.empty(dim, 3 * m, dtype=dtype, device=dev) for _ in range(2)]
-    cur = 0
-    torch.mm(X, C.to(dtype), out=Sb[cur][:, :m])
-    torch.mm(AX, C.to(dtype), out=ASb[cur][:, :m])
-    mx = m  # moving (not locked) Ritz vectors, in columns [0, mx) of the current buffers
-    X, AX = Sb[cur][:, :mx], ASb[cur][:, :mx]
-    # Converged leading Ritz pairs of the moving block are locked (deflated): copied out and kept as they are,
-    # with all later directions orthogonal to them, so an iteration's work scales with the columns still moving.
+    X, AX = _combine([X], C), _combine([AX], C)
+    # Converged leading Ritz pairs of the moving block are locked (deflated): kept as they are, with all later
+    # directions orthogonal to them, so an iteration's dim-sized work scales with the columns still moving.
     XL: list[Tensor] = []
+    AXL: list[Tensor] = []
     thetaL: list[Tensor] = []
     resL: list[Tensor] = []
-    last = None  # (S, AS, Y, mx) of the last Rayleigh–Ritz step: the search directions are formed lazily from it
+    Pd = APd = None
+    S = AS = Y = None  # the last Rayleigh–Ritz basis (as blocks), its products and Ritz coefficients
     while True:
         R = torch.addcmul(AX, X, theta.to(dtype), value=-1)  # AX − XΛ
         res = torch.linalg.vector_norm(R, dim=0).double()
@@ -199,41 +215,26 @@ def top_eigenpairs(
         if not pending.any() or matvecs >= max_matvecs or it >= dim:
             break
         it += 1
-        p = 0
-        if last is not None:  # search directions of the active columns, into the buffer after X
-            S_last, AS_last, Y, mx_last = last
-            Z = _direction_coefficients(Y, active, mx_last).to(dtype)
-            p = Z.shape[1]
-            if p:
-                torch.mm(S_last, Z, out=Sb[cur][:, mx : mx + p])
-                torch.mm(AS_last, Z, out=ASb[cur][:, mx : mx + p])
+        if Y is not None:  # search directions, formed only when another iteration needs them
+            Pd, APd = _directions(S, AS, Y, active)
         q = int(active.to(torch.int8).argmax())  # converged columns at the top of the moving block
         if q > 0:
-            XL.append(X[:, :q].clone())
+            XL.append(X[:, :q])
+            AXL.append(AX[:, :q])
             thetaL.append(theta[:q])
             resL.append(res[:q])
-            theta, res, R, active = theta[q:], res[q:], R[:, q:], active[q:]
-        XP = Sb[cur][:, q : mx + p]  # [X P], orthonormal
-        bases = [(B, None) for B in XL] + [(XP, None)]
+            X, AX, theta, res, R, active = X[:, q:], AX[:, q:], theta[q:], res[q:], R[:, q:], active[q:]
+        bases = list(zip(XL, AXL)) + [(X, AX)] + ([] if Pd is None else [(Pd, APd)])
         W, _ = _project_out(R if bool(active.all()) else R[:, active], None, bases)
-        T = _svqb_map((W.T @ W).double(), _drop(1e-12, dtype)).to(dtype)
-        a = T.shape[1]
-        if a == 0:
-            X, AX = Sb[cur][:, q:mx], ASb[cur][:, q:mx]
+        W, _ = _svqb(W)
+        if W.shape[1] == 0:
             break
-        Wb = Sb[cur][:, mx + p : mx + p + a]
-        torch.mm(W, T, out=Wb)
-        ASb[cur][:, mx + p : mx + p + a] = A(Wb)
-        matvecs += a
-        S, AS = Sb[cur][:, q : mx + p + a], ASb[cur][:, q : mx + p + a]  # ⟂ the locked vectors by construction
-        mx -= q
-        theta, Y = _ritz(_gram(S, AS), mx)
-        nxt = 1 - cur
-        torch.mm(S, Y.to(dtype), out=Sb[nxt][:, :mx])
-        torch.mm(AS, Y.to(dtype), out=ASb[nxt][:, :mx])
-        last = (S, AS, Y, mx)
-        cur = nxt
-        X, AX = Sb[cur][:, :mx], ASb[cur][:, :mx]
+        AW = A(W)
+        matvecs += W.shape[1]
+        S = [X, W] + ([] if Pd is None else [Pd])  # orthonormal, and ⟂ the locked vectors, by construction
+        AS = [AX, AW] + ([] if APd is None else [APd])
+        theta, Y = _ritz(_gram(S, AS), X.shape[1])
+        X, AX = _combine(S, Y), _combine(AS, Y)
     converged = not pending.any()
     if not converged:
         warnings.warn(
@@ -243,5 +244,5 @@ def top_eigenpairs(
             stacklevel=2,
         )
     top = order[:k]
-    vectors = torch.cat(XL + [X], 1)[:, top] if XL else X[:, top]  # indexing copies out of the buffers
+    vectors = torch.cat(XL + [X], 1)[:, top] if XL else X[:, top]
     return EigenResult(values[top].clone(), vectors.to(op_dtype), residuals[top].clone(), matvecs, it, converged)
