@@ -2,9 +2,9 @@
 and the measurement hook against a fresh eigen-solve."""
 import pytest
 import torch
-from torch.func import functional_call, jacrev
 
-from conftest import tiny_objective
+
+from conftest import dense_jacobian_and_criterion_hessian, tiny_objective
 from eoslib.curvature import block_bounds, layer_blocks, layer_shares, per_example_bound, top_curvature
 from eoslib.eigen import top_eigenpairs
 from eoslib.measure import Measurement
@@ -14,13 +14,7 @@ from eoslib.training import Stop, train
 
 def gram_blocks(ob, theta):
     """B = D^{1/2} J / √N (NQ × P) so that G = BᵀB; returns the per-layer kernels K_k = B_k B_kᵀ."""
-    J = jacrev(lambda t: functional_call(ob.model, ob.unflatten(t), (ob.X,)))(theta)  # N × Q × P
-    z = ob.outputs(theta)
-    if ob.loss_name == "ce":
-        p = z.softmax(1)
-        D = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    else:
-        D = torch.eye(ob.Q, dtype=z.dtype).expand(ob.N, -1, -1)
+    J, D = dense_jacobian_and_criterion_hessian(ob, theta)
     ev, U = torch.linalg.eigh(D)
     Dh = U @ torch.diag_embed(ev.clamp_min(0).sqrt()) @ U.transpose(1, 2)
     B = (Dh @ J).reshape(ob.N * ob.Q, ob.P) / ob.N ** 0.5

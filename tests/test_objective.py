@@ -4,9 +4,9 @@ Tolerance 1e-10: the oracle and the products compute the same sums in a differen
 they agree to a few ulps times the entries' magnitude (~1); we observe ~1e-15."""
 import pytest
 import torch
-from torch.func import functional_call, hessian, jacrev
+from torch.func import functional_call, hessian
 
-from conftest import tiny_objective
+from conftest import dense_jacobian_and_criterion_hessian, tiny_objective
 from eoslib.models import mlp
 from eoslib.objective import Objective
 
@@ -23,13 +23,7 @@ def dense_loss(ob: Objective):
 
 
 def dense_ggn(ob: Objective, theta):
-    J = jacrev(lambda t: functional_call(ob.model, ob.unflatten(t), (ob.X,)))(theta)  # N × Q × P
-    z = ob.outputs(theta)
-    if ob.loss_name == "ce":
-        p = z.softmax(1)
-        D = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    else:
-        D = torch.eye(ob.Q, dtype=z.dtype).expand(ob.N, -1, -1)
+    J, D = dense_jacobian_and_criterion_hessian(ob, theta)
     return torch.einsum("nqp,nqr,nrs->ps", J, D, J) / ob.N
 
 
