@@ -16,16 +16,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a loaded machine OpenMP oversubscription
-    slowed the vmapped conv JVP/VJP ~50× (measured); run single-threaded, then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _X(n=9, d=3, seed=1):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=D)
 

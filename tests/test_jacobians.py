@@ -19,16 +19,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 ACTS = ["elu", "tanh", "relu", "gelu", "softplus"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a loaded machine OpenMP oversubscription
-    slowed the vmapped conv JVP/VJP ~50× (measured); run single-threaded, then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _net(act="elu", depth=4, seed=0):
     return mlp(5, 6, depth, 3, activation=act, init="default", seed=seed, dtype=D)
 
