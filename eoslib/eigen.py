@@ -46,6 +46,24 @@ class EigenResult:
     converged: bool
 
 
+def _cm(T: Tensor) -> Tensor:
+    """T (dim × c) in column-major layout — every column contiguous; the layout all dim-sized blocks of this
+    module are kept in, so the products below always take their fast path (a copy only when needed)."""
+    return T if T.stride(0) == 1 else T.T.contiguous().T
+
+
+def _mm(B: Tensor, C: Tensor) -> Tensor:
+    """B @ C for a tall column-major block B (dim × c) and a small C (c × c′), computed as (Cᵀ Bᵀ)ᵀ so the
+    long dimension runs along the GEMM's contiguous rows. Same products; on one CPU thread 3.5–6× faster
+    than the tall-skinny B @ C (measured dim 1.8·10⁵, c = 12–30). The result is column-major."""
+    return (C.T @ B.T).T
+
+
+def _addmm(V: Tensor, B: Tensor, C: Tensor, alpha: float) -> Tensor:
+    """V + α·B @ C in the layout of :func:`_mm` (V, B column-major)."""
+    return torch.addmm(V.T, C.T, B.T, alpha=alpha).T
+
+
 def _drop(drop: float, dtype: torch.dtype) -> float:
     """The SVQB drop threshold, never below what ``dtype`` can resolve in a Gram matrix."""
     return max(drop, 64 * torch.finfo(dtype).eps)
@@ -64,7 +82,7 @@ def _svqb_map(G: Tensor, drop: float) -> Tensor:
 def _svqb(S: Tensor, AS: Tensor | None = None, drop: float = 1e-12) -> tuple[Tensor, Tensor | None]:
     """Orthonormalise the columns of S (applying the same map to AS), dropping near-dependent directions."""
     T = _svqb_map((S.T @ S).double(), _drop(drop, S.dtype)).to(S.dtype)
-    return S @ T, None if AS is None else AS @ T
+    return _mm(S, T), None if AS is None else _mm(AS, T)
 
 
 def _project_out(V: Tensor, AV: Tensor | None, bases: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor | None]:
@@ -75,26 +93,26 @@ def _project_out(V: Tensor, AV: Tensor | None, bases: list[tuple[Tensor, Tensor]
     for B, AB in bases:
         c = B.T @ V
         removed += c.pow(2).sum(0)
-        V = torch.addmm(V, B, c, alpha=-1)
+        V = _addmm(V, B, c, -1)
         if AV is not None:
-            AV = torch.addmm(AV, AB, c, alpha=-1)
+            AV = _addmm(AV, AB, c, -1)
     if bool((removed > 0.5 * norms2).any()):
         for B, AB in bases:
             c = B.T @ V
-            V = torch.addmm(V, B, c, alpha=-1)
+            V = _addmm(V, B, c, -1)
             if AV is not None:
-                AV = torch.addmm(AV, AB, c, alpha=-1)
+                AV = _addmm(AV, AB, c, -1)
     return V, AV
 
 
 def _combine(blocks: list[Tensor], C: Tensor) -> Tensor:
-    """[B₁ B₂ …] @ C without concatenating the blocks (no dim × n copy)."""
+    """[B₁ B₂ …] @ C without concatenating the blocks (no dim × n copy); column-major, as :func:`_mm`."""
     out, start = None, 0
     for B in blocks:
         Ci = C[start : start + B.shape[1]].to(B.dtype)
-        out = B @ Ci if out is None else out.addmm_(B, Ci)
+        out = Ci.T @ B.T if out is None else out.addmm_(Ci.T, B.T)  # the transpose, accumulated row-major
         start += B.shape[1]
-    return out
+    return out.T
 
 
 def _gram(blocks: list[Tensor], Ablocks: list[Tensor]) -> Tensor:
@@ -170,7 +188,7 @@ def top_eigenpairs(
     op_dtype = v0.dtype if v0 is not None else dtype
 
     def A(V: Tensor) -> Tensor:
-        return matvec(V.to(op_dtype)).to(dtype)
+        return _cm(matvec(V.to(op_dtype)).to(dtype))
 
     if v0 is not None:
         v0 = v0.reshape(dim, -1)[:, :m]
@@ -178,7 +196,7 @@ def top_eigenpairs(
     if v0 is not None and v0.shape[1] == m:
         # A full warm start, used as it comes: fold its Gram matrix into the Rayleigh–Ritz step (the same
         # Ritz pairs as orthonormalising first) unless its columns are close to dependent.
-        X0 = v0.to(device if device is not None else v0.device, dtype)
+        X0 = _cm(v0.to(device if device is not None else v0.device, dtype))
         M = _svqb_map((X0.T @ X0).double(), 1e-6)
         if M.shape[1] == m:
             X, AX = X0, A(X0)
@@ -191,7 +209,7 @@ def top_eigenpairs(
             X = X.to(device if device is not None else v0.device)
         if v0 is not None:
             X[:, : v0.shape[1]] = v0.to(X.device, dtype)
-        X = _orthonormal(X)
+        X = _cm(_orthonormal(X))
         AX = A(X)
         theta, C = _ritz(_gram([X], [AX]), m)
     matvecs, it = m, 0
@@ -225,7 +243,7 @@ def top_eigenpairs(
             resL.append(res[:q])
             X, AX, theta, res, R, active = X[:, q:], AX[:, q:], theta[q:], res[q:], R[:, q:], active[q:]
         bases = list(zip(XL, AXL)) + [(X, AX)] + ([] if Pd is None else [(Pd, APd)])
-        W, _ = _project_out(R if bool(active.all()) else R[:, active], None, bases)
+        W, _ = _project_out(R if bool(active.all()) else _cm(R[:, active]), None, bases)
         W, _ = _svqb(W)
         if W.shape[1] == 0:
             break
@@ -244,5 +262,5 @@ def top_eigenpairs(
             stacklevel=2,
         )
     top = order[:k]
-    vectors = torch.cat(XL + [X], 1)[:, top] if XL else X[:, top]
+    vectors = (torch.cat(XL + [X], 1)[:, top] if XL else X[:, top]).contiguous()
     return EigenResult(values[top].clone(), vectors.to(op_dtype), residuals[top].clone(), matvecs, it, converged)

@@ -172,10 +172,11 @@ class Objective:
 
     def _hvp_cached(self, theta: Tensor, V: Tensor) -> Tensor:
         V = V.to(self.dtype)
-        out = torch.zeros_like(V)
+        out = None
         for th, g, _ in self._grad_graphs(theta):
-            out += self._double_backward(th, g, V, keep=True)
-        return out / self.N
+            r = self._double_backward(th, g, V, keep=True)
+            out = r if out is None else out.add_(r)
+        return out.div_(self.N)
 
     def ggn_vp(self, theta: Tensor, V: Tensor) -> Tensor:
         """G·V = (1/N) Σ_i J_iᵀ D_i (J_i V): jvp → criterion Hessian D → vjp."""
@@ -241,7 +242,7 @@ class Objective:
         if self.hvp_method == "batched":
             return torch.autograd.grad(g, th, V.T, retain_graph=keep, is_grads_batched=True)[0].T
         cols = [torch.autograd.grad(g, th, v, retain_graph=keep or j < V.shape[1] - 1)[0] for j, v in enumerate(V.T)]
-        return torch.stack(cols, 1)
+        return torch.stack(cols).T  # P × m, column-major (each column contiguous, as eigen keeps its blocks)
 
     def _hvp_jvp_chunk(self, theta, V, x, y, onehot) -> Tensor:
         g = grad(self._chunk_loss)

@@ -45,7 +45,9 @@ class _EigenTracker:
             return V1
         f = float(((theta - th1).norm() / d_prev).clamp(0.0, 2.0))
         U, _, Wh = torch.linalg.svd((V0.T @ V1).double())
-        return torch.addmm(V1, V0, (U @ Wh).to(V0.dtype), beta=1 + f, alpha=-f)  # V₁ + f(V₁ − V₀R)
+        R = (U @ Wh).to(V0.dtype)
+        # V₁ + f(V₁ − V₀R), formed transposed: the long dimension along the GEMM's rows (see eigen._mm)
+        return torch.addmm(V1.T, R.T, V0.T, beta=1 + f, alpha=-f).T
 
     def __call__(self, objective: Objective, theta: Tensor) -> EigenResult:
         # The dim-sized LOBPCG blocks in the objective's dtype (float32 halves their memory traffic, which
