@@ -77,3 +77,31 @@ def test_input_validation_and_float32_operator():
     r = top_eigenpairs(lambda V: A32 @ V, 300, 2, v0=torch.randn(300, 2), tol=1e-4)
     assert r.vectors.dtype == torch.float32
     assert torch.allclose(r.values, torch.tensor([50.0, 30.0], dtype=torch.float64), rtol=1e-4)
+
+
+def test_column_major_products_equal_plain_products():
+    from eoslib.eigen import _addmm, _cm, _combine, _mm
+
+    g = torch.Generator().manual_seed(3)
+    B = [torch.randn(500, c, generator=g, dtype=torch.float64) for c in (3, 2, 4)]
+    C = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    V = torch.randn(500, 3, generator=g, dtype=torch.float64)
+    for layout in (lambda T: T, _cm):  # row-major or column-major inputs: same numbers
+        Bl = [layout(b) for b in B]
+        ref = torch.cat(B, 1) @ C
+        assert torch.allclose(_combine(Bl, C), ref, rtol=0, atol=1e-13)
+        assert torch.allclose(_mm(layout(torch.cat(B, 1)), C), ref, rtol=0, atol=1e-13)
+        assert torch.allclose(_addmm(layout(V), Bl[0], C[:3], -1.0), V - B[0] @ C[:3], rtol=0, atol=1e-13)
+    assert _cm(V).stride(0) == 1 and torch.equal(_cm(V), V)
+    assert _combine([_cm(b) for b in B], C).stride(0) == 1
+
+
+def test_result_does_not_depend_on_operator_or_warm_start_layout():
+    ev = SPECTRA["outliers"].double()
+    A = sym(ev)
+    v0 = torch.linalg.qr(torch.randn(len(ev), 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)).Q
+    row = top_eigenpairs(lambda V: (A @ V).contiguous(), len(ev), 4, v0=v0.contiguous(), tol=1e-8)
+    col = top_eigenpairs(lambda V: (V.T @ A).T, len(ev), 4, v0=v0.T.contiguous().T, tol=1e-8)  # column-major
+    assert row.matvecs == col.matvecs
+    assert torch.allclose(row.values, col.values, rtol=0, atol=1e-12 * ev.abs().max())
+    assert row.vectors.is_contiguous() and col.vectors.is_contiguous()

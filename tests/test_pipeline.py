@@ -185,3 +185,15 @@ def test_finished_runs_are_kept_and_changed_ones_redone(workspace):
     r = _run(["dvc", "status"], ws, env)
     assert "sweep@fmnist-tanh-ce" in r.stdout  # its output changed (timings), so dvc sees it
     _run(["dvc", "commit", "-f", "sweep@fmnist-tanh-ce"], ws, env)
+
+
+def test_profile_run_splits_a_planned_run(workspace):
+    ws, env, _ = workspace
+    env = dict(env, PYTHONPATH=f"{ws}{os.pathsep}{REPO}")  # eoslib of the workspace, benchmarks/ of the repo
+    r = _run([sys.executable, "-m", "benchmarks.profile_run", "traj/digits-elu-ce"], ws, env)
+    rows = {line.split("|")[1].strip(): line for line in r.stdout.splitlines() if line.startswith("| ")}
+    for part in ("total", "imports", "solver steps", "measurements", "of which alignment"):
+        assert part in rows, r.stdout
+    assert "(100%)" in rows["total"]
+    r = _run([sys.executable, "-m", "benchmarks.profile_run", "traj/no-such-run"], ws, env, check=False)
+    assert r.returncode != 0 and "python -m eoslib stages" in r.stderr

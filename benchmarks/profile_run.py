@@ -1,0 +1,95 @@
+"""Where the time of one pipeline run goes: `python -m benchmarks.profile_run RUN [RUN ...]`.
+
+Each RUN (a name from `python -m eoslib stages`, e.g. `sweep/fmnist-elu-ce/n512/seed0`, `traj/digits-elu-ce`)
+is trained from its planned config (`runs/_plan/`, written by `python -m eoslib check-params`) into a temporary
+folder under cProfile, in this process; the table splits its wall time into imports, solver steps (and inside
+them the eigen-solve and its Hessian products), measurements (and inside them the alignment) and the rest.
+The first run of a process pays the imports, as the first run of each pipeline worker does.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "benchmarks"
+
+#: (label, file suffix, function names) whose cumulative times are read from the profile
+PARTS = (
+    ("imports", "<frozen importlib._bootstrap>", ("_find_and_load",)),
+    ("solver steps", "eoslib/solvers.py", ("step",)),
+    ("measurements", "eoslib/measure.py", ("__call__",)),
+    ("of which alignment", "eoslib/alignment.py", ("alignment_summary",)),
+    ("eigen-solves (in solver steps and measurements)", "eoslib/eigen.py", ("top_eigenpairs",)),
+    ("of which Hessian / G / H products", "eoslib/objective.py", ("hvp", "ggn_vp")),
+)
+
+
+def _planned(name: str, root: Path) -> dict:
+    for f in sorted((root / "runs" / "_plan").glob("*.json")):
+        runs = json.loads(f.read_text())["runs"]
+        if name in runs:
+            return runs[name]
+    raise SystemExit(f"run {name!r} is not in runs/_plan/ — run `python -m eoslib check-params` first, and pick a "
+                     "name from `python -m eoslib stages`")
+
+
+def _cumulative(stats: pstats.Stats, suffix: str, names: tuple[str, ...]) -> float:
+    top = 0.0
+    for (file, _line, fn), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if fn in names and file.endswith(suffix):
+            top += ct
+    return top
+
+
+def profile(name: str, root: Path) -> dict:
+    """Seconds per part of one run (cProfile adds a few per cent of overhead to Python-heavy parts)."""
+    from eoslib.runs import execute_run
+
+    config = _planned(name, root)
+    tmp = Path(tempfile.mkdtemp())
+    prof = cProfile.Profile()
+    try:
+        prof.enable()
+        summary = execute_run(name, config, tmp)
+        prof.disable()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    stats = pstats.Stats(prof)
+    total = _cumulative(stats, "eoslib/runs.py", ("execute_run",))
+    out = {"run": name, "total": total, "steps": summary["steps"]}
+    for label, suffix, names in PARTS:
+        out[label] = _cumulative(stats, suffix, names)
+    return out
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    import torch
+
+    from eoslib.runs import find_root
+
+    torch.set_num_threads(args.threads)
+    root = find_root()
+    rows = [profile(r, root) for r in args.runs]
+    labels = ["total"] + [p[0] for p in PARTS]
+    print("| part | " + " | ".join(f"{r['run']} ({r['steps']} steps)" for r in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    for lab in labels:
+        cells = [f"{r[lab]:.1f} s ({100 * r[lab] / r['total']:.0f}%)" for r in rows]
+        print(f"| {lab} | " + " | ".join(cells) + " |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
