@@ -90,6 +90,15 @@ def _list(d: Mapping, key: str, path: str, *, nonempty: bool = True) -> list:
     return v
 
 
+def _members(d: Mapping, key: str, path: str, allowed, what: str, hint: str) -> list:
+    """d[key]: a non-empty list whose items all lie in ``allowed``; an error names the first that does not."""
+    items = _list(d, key, path)
+    for i, x in enumerate(items):
+        if x not in allowed:
+            _fail(f"{path}.{key}[{i}]", f"unknown {what} {x!r}; {hint}")
+    return items
+
+
 def _num_list(d, key, path, *, integer=False, minimum=None) -> list:
     v = _list(d, key, path)
     for i, x in enumerate(v):
@@ -154,10 +163,7 @@ def validate(p: Mapping) -> dict:
                 _fail(key, f"n={n} exceeds the ~{avail} examples of {ds!r} in {classes} classes (setting {setting!r})")
 
     sw = _get(p, "sweep", "")
-    names = _list(sw, "settings", "sweep")
-    for i, s in enumerate(names):
-        if s not in settings:
-            _fail(f"sweep.settings[{i}]", f"unknown setting {s!r}; define it under settings")
+    names = _members(sw, "settings", "sweep", settings, "setting", "define it under settings")
     sizes = _num_list(sw, "sizes", "sweep", integer=True, minimum=2)
     if sorted(sizes) != sizes:
         _fail("sweep.sizes", f"must be ascending, got {sizes}")
@@ -169,10 +175,7 @@ def validate(p: Mapping) -> dict:
     _num(sw, "probe", "sweep", integer=True)
 
     tr = _get(p, "trajectories", "")
-    tnames = _list(tr, "settings", "trajectories")
-    for i, s in enumerate(tnames):
-        if s not in settings:
-            _fail(f"trajectories.settings[{i}]", f"unknown setting {s!r}; define it under settings")
+    tnames = _members(tr, "settings", "trajectories", settings, "setting", "define it under settings")
     _num(tr, "n", "trajectories", integer=True, minimum=2)
     for s in tnames:
         size_ok(s, tr["n"], "trajectories.n")
@@ -221,14 +224,8 @@ def validate(p: Mapping) -> dict:
     _num(ref, "snapshot_every", "reference", integer=True)
 
     pl = _get(p, "powerlaw", "")
-    meas = _list(pl, "measures", "powerlaw")
-    for i, m_ in enumerate(meas):
-        if m_ not in MEASURES:
-            _fail(f"powerlaw.measures[{i}]", f"unknown measure {m_!r}; choose from {list(MEASURES)}")
-    eps = _list(pl, "endpoints", "powerlaw")
-    for i, e in enumerate(eps):
-        if e not in ENDPOINTS:
-            _fail(f"powerlaw.endpoints[{i}]", f"unknown end point {e!r}; choose from {list(ENDPOINTS)}")
+    meas = _members(pl, "measures", "powerlaw", MEASURES, "measure", f"choose from {list(MEASURES)}")
+    eps = _members(pl, "endpoints", "powerlaw", ENDPOINTS, "end point", f"choose from {list(ENDPOINTS)}")
     prim = _get(pl, "primary", "powerlaw")
     if not (isinstance(prim, Mapping) and prim.get("measure") in meas and prim.get("endpoint") in eps):
         _fail("powerlaw.primary", "must be {measure, endpoint} taken from powerlaw.measures / powerlaw.endpoints")

@@ -164,18 +164,28 @@ def claim_c2(params, root) -> dict:
             "summary": summary, "criterion": crit}
 
 
-def claim_c3(params, root) -> dict:
-    c = params["criteria"]["C3"]
-    per, oks = {}, []
+def _per_traj_run(root, judge) -> tuple[dict, list[bool]]:
+    """``judge(table) -> dict`` (with an ``"ok"`` key) for every measured trajectory run, keyed by setting name,
+    and the list of their ``ok`` values."""
+    per = {}
     for name in run_names("traj", root):
         r = load_run(name, root)
-        m = r["table"].dropna(subset=["alpha_mean", "hess_lam1"])
+        per[r["config"]["setting"]["name"]] = judge(r["table"])
+    return per, [v["ok"] for v in per.values()]
+
+
+def claim_c3(params, root) -> dict:
+    c = params["criteria"]["C3"]
+
+    def judge(tab):
+        m = tab.dropna(subset=["alpha_mean", "hess_lam1"])
         rho = _spearman(m["alpha_mean"], m["hess_lam1"])
         growth = float(m["alpha_mean"].iloc[-1] / m["alpha_mean"].iloc[0])
         ok = bool(rho >= c["min_spearman"] and growth >= c["min_alpha_growth"])
-        per[r["config"]["setting"]["name"]] = {"spearman_alpha_sharpness": rho, "alpha_init": m["alpha_mean"].iloc[0],
-                                               "alpha_end": m["alpha_mean"].iloc[-1], "alpha_growth": growth, "ok": ok}
-        oks.append(ok)
+        return {"spearman_alpha_sharpness": rho, "alpha_init": m["alpha_mean"].iloc[0],
+                "alpha_end": m["alpha_mean"].iloc[-1], "alpha_growth": growth, "ok": ok}
+
+    per, oks = _per_traj_run(root, judge)
     across = {}
     try:
         ep = endpoint_table(root)
@@ -222,16 +232,15 @@ def claim_c4(params, fits: dict) -> dict:
 
 def claim_split(params, root) -> dict:
     c = params["criteria"]["split"]
-    per, oks = {}, []
-    for name in run_names("traj", root):
-        r = load_run(name, root)
-        m = _sharpened(r["table"].dropna(subset=["hess_lam1", "ggn_lam1"]), "hess_lam1", c["min_sharpening"])
+
+    def judge(tab):
+        m = _sharpened(tab.dropna(subset=["hess_lam1", "ggn_lam1"]), "hess_lam1", c["min_sharpening"])
         ratio = float((m["ggn_lam1"] / m["hess_lam1"]).median()) if len(m) else float("nan")
         res = float((m["res_lam1"] / m["hess_lam1"]).median()) if len(m) and "res_lam1" in m else float("nan")
         ok = bool(len(m) and ratio >= c["min_ggn_ratio"])
-        per[r["config"]["setting"]["name"]] = {"median_ggn_over_hess": ratio, "median_res_over_hess": res,
-                                               "points": int(len(m)), "ok": ok}
-        oks.append(ok)
+        return {"median_ggn_over_hess": ratio, "median_res_over_hess": res, "points": int(len(m)), "ok": ok}
+
+    per, oks = _per_traj_run(root, judge)
     summary = "; ".join(f"{k}: λ(G)/λ(∇²L) = {v['median_ggn_over_hess']:.2f}, λ(H)/λ(∇²L) = "
                         f"{v['median_res_over_hess']:.2f}" for k, v in per.items())
     crit = (f"in every measured run, over the points where λ_max(∇²L) ≥ {c['min_sharpening']}× its initial value, "
@@ -241,18 +250,16 @@ def claim_split(params, root) -> dict:
 
 def claim_layers(params, root) -> dict:
     c = params["criteria"]["layers"]
-    per, oks = {}, []
-    for name in run_names("traj", root):
-        r = load_run(name, root)
-        tab = r["table"]
+
+    def judge(tab):
         cols = sorted((k for k in tab if k.startswith("share_")), key=lambda k: int(k.split("_")[1]))
         m = _sharpened(tab.dropna(subset=cols + ["hess_lam1"]), "hess_lam1", c["min_sharpening"])
         means = m[cols].mean() if len(m) else pd.Series(dtype=float)
         top = int(means.idxmax().split("_")[1]) if len(means) else None
-        ok = top == 1
-        per[r["config"]["setting"]["name"]] = {"mean_shares": [float(v) for v in means], "largest_layer": top,
-                                               "share_1": float(means.iloc[0]) if len(means) else None, "ok": ok}
-        oks.append(ok)
+        return {"mean_shares": [float(v) for v in means], "largest_layer": top,
+                "share_1": float(means.iloc[0]) if len(means) else None, "ok": top == 1}
+
+    per, oks = _per_traj_run(root, judge)
     summary = "; ".join(f"{k}: largest share layer {v['largest_layer']} (layer 1: {v['share_1']:.2f})"
                         for k, v in per.items() if v["share_1"] is not None)
     crit = (f"in every measured run, averaged over the points where λ_max(∇²L) ≥ {c['min_sharpening']}× its "
