@@ -17,7 +17,9 @@ wide networks (dim ~ 10⁶) is comparable to the Hessian products themselves. So
 in ``dtype`` (pass the operator's float32 to halve that traffic; the small Rayleigh–Ritz matrices are always
 solved in float64), blocks are never concatenated, the Gram matrix is built from its upper block triangle,
 search directions are formed only when another iteration needs them, and a full warm start is used as it
-comes (its Gram matrix folded into the first Rayleigh–Ritz step instead of a QR factorisation).
+comes (its Gram matrix folded into the first Rayleigh–Ritz step instead of a QR factorisation). The blocks are
+kept column-major and their tall-skinny products formed transposed (``_mm``): BLAS runs B·C (dim × 3m times
+3m × m) 3.5–6× slower than the same product as (CᵀBᵀ)ᵀ on one CPU thread (``benchmarks/README.md``).
 """
 from __future__ import annotations
 
