@@ -1,16 +1,15 @@
 """Where the time of one pipeline run goes: `python -m benchmarks.profile_run RUN [RUN ...]`.
 
 Each RUN (a name from `python -m eoslib stages`, e.g. `sweep/fmnist-elu-ce/n512/seed0`, `traj/digits-elu-ce`)
-is trained from its planned config (`runs/_plan/`, written by `python -m eoslib check-params`) into a temporary
-folder under cProfile, in this process; the table splits its wall time into imports, solver steps (and inside
-them the eigen-solve and its Hessian products), measurements (and inside them the alignment) and the rest.
+is trained from its config as planned from params.yaml into a temporary folder under cProfile, in this
+process; the table splits its wall time into imports, solver steps, measurements (and the alignment inside
+them) and eigen-solves (and the Hessian / G / H products inside them).
 The first run of a process pays the imports, as the first run of each pipeline worker does.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import pstats
 import shutil
 import sys
@@ -32,15 +31,6 @@ PARTS = (
 )
 
 
-def _planned(name: str, root: Path) -> dict:
-    for f in sorted((root / "runs" / "_plan").glob("*.json")):
-        runs = json.loads(f.read_text())["runs"]
-        if name in runs:
-            return runs[name]
-    raise SystemExit(f"run {name!r} is not in runs/_plan/ — run `python -m eoslib check-params` first, and pick a "
-                     "name from `python -m eoslib stages`")
-
-
 def _cumulative(stats: pstats.Stats, suffix: str, names: tuple[str, ...]) -> float:
     top = 0.0
     for (file, _line, fn), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
@@ -51,9 +41,13 @@ def _cumulative(stats: pstats.Stats, suffix: str, names: tuple[str, ...]) -> flo
 
 def profile(name: str, root: Path) -> dict:
     """Seconds per part of one run (cProfile adds a few per cent of overhead to Python-heavy parts)."""
+    from eoslib.config import load_params, run_config
     from eoslib.runs import execute_run
 
-    config = _planned(name, root)
+    try:
+        config = run_config(load_params(root / "params.yaml"), name)
+    except KeyError as e:
+        raise SystemExit(e.args[0]) from None
     tmp = Path(tempfile.mkdtemp())
     prof = cProfile.Profile()
     try:

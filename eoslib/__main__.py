@@ -59,15 +59,14 @@ def cmd_train(args) -> int:
             return 2
         execute_stage(args.stage, root, workers=workers, progress=args.progress)
     else:
-        from .config import plan
+        from .config import run_config
 
-        for st in plan(p).values():
-            if args.run in st["runs"]:
-                execute_run(args.run, st["runs"][args.run], root, progress=args.progress)
-                break
-        else:
-            print(f"error: no planned run {args.run!r}; see `python -m eoslib stages`", file=sys.stderr)
+        try:
+            config = run_config(p, args.run)
+        except KeyError as e:
+            print(f"error: {e.args[0]}", file=sys.stderr)
             return 2
+        execute_run(args.run, config, root, progress=args.progress)
     print(f"done in {time.perf_counter() - t:.1f} s")
     return 0
 

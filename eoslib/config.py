@@ -348,6 +348,14 @@ def plan(p: dict) -> dict[str, dict]:
     return out
 
 
+def run_config(p: dict, name: str) -> dict:
+    """The resolved config of the planned run ``name`` (see :func:`plan`); KeyError when no stage has it."""
+    for st in plan(p).values():
+        if name in st["runs"]:
+            return st["runs"][name]
+    raise KeyError(f"no planned run {name!r}; see `python -m eoslib stages`")
+
+
 def write_plan(p: dict, root: str | Path = ".") -> list[Path]:
     """Write ``runs/_plan/<stage>.json`` for every stage (content-stable: unchanged configs keep their bytes,
     so DVC sees no change) and remove plan files of stages that no longer exist."""

@@ -18,7 +18,7 @@ in ``dtype`` (pass the operator's float32 to halve that traffic; the small Rayle
 solved in float64), blocks are never concatenated, the Gram matrix is built from its upper block triangle,
 search directions are formed only when another iteration needs them, and a full warm start is used as it
 comes (its Gram matrix folded into the first Rayleigh–Ritz step instead of a QR factorisation). The blocks are
-kept column-major and their tall-skinny products formed transposed (``_mm``): BLAS runs B·C (dim × 3m times
+kept column-major and their tall-skinny products formed transposed (``_combine``): BLAS runs B·C (dim × 3m times
 3m × m) 3.5–6× slower than the same product as (CᵀBᵀ)ᵀ on one CPU thread (``benchmarks/README.md``).
 """
 from __future__ import annotations
@@ -54,15 +54,8 @@ def _cm(T: Tensor) -> Tensor:
     return T if T.stride(0) == 1 else T.T.contiguous().T
 
 
-def _mm(B: Tensor, C: Tensor) -> Tensor:
-    """B @ C for a tall column-major block B (dim × c) and a small C (c × c′), computed as (Cᵀ Bᵀ)ᵀ so the
-    long dimension runs along the GEMM's contiguous rows. Same products; on one CPU thread 3.5–6× faster
-    than the tall-skinny B @ C (measured dim 1.8·10⁵, c = 12–30). The result is column-major."""
-    return (C.T @ B.T).T
-
-
 def _addmm(V: Tensor, B: Tensor, C: Tensor, alpha: float) -> Tensor:
-    """V + α·B @ C in the layout of :func:`_mm` (V, B column-major)."""
+    """V + α·B @ C in the layout of :func:`_combine` (V, B column-major)."""
     return torch.addmm(V.T, C.T, B.T, alpha=alpha).T
 
 
@@ -84,7 +77,7 @@ def _svqb_map(G: Tensor, drop: float) -> Tensor:
 def _svqb(S: Tensor, AS: Tensor | None = None, drop: float = 1e-12) -> tuple[Tensor, Tensor | None]:
     """Orthonormalise the columns of S (applying the same map to AS), dropping near-dependent directions."""
     T = _svqb_map((S.T @ S).double(), _drop(drop, S.dtype)).to(S.dtype)
-    return _mm(S, T), None if AS is None else _mm(AS, T)
+    return _combine([S], T), None if AS is None else _combine([AS], T)
 
 
 def _project_out(V: Tensor, AV: Tensor | None, bases: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor | None]:
@@ -108,7 +101,10 @@ def _project_out(V: Tensor, AV: Tensor | None, bases: list[tuple[Tensor, Tensor]
 
 
 def _combine(blocks: list[Tensor], C: Tensor) -> Tensor:
-    """[B₁ B₂ …] @ C without concatenating the blocks (no dim × n copy); column-major, as :func:`_mm`."""
+    """[B₁ B₂ …] @ C for tall column-major blocks Bᵢ (dim × cᵢ) and a small C, without concatenating the blocks
+    (no dim × n copy). Formed as (Cᵀ Bᵀ)ᵀ so the long dimension runs along the GEMM's contiguous rows: the
+    same products, on one CPU thread 3.5–6× faster than the tall-skinny B @ C (measured dim 1.8·10⁵,
+    c = 12–30). The result is column-major."""
     out, start = None, 0
     for B in blocks:
         Ci = C[start : start + B.shape[1]].to(B.dtype)

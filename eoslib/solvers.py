@@ -46,7 +46,7 @@ class _EigenTracker:
         f = float(((theta - th1).norm() / d_prev).clamp(0.0, 2.0))
         U, _, Wh = torch.linalg.svd((V0.T @ V1).double())
         R = (U @ Wh).to(V0.dtype)
-        # V₁ + f(V₁ − V₀R), formed transposed: the long dimension along the GEMM's rows (see eigen._mm)
+        # V₁ + f(V₁ − V₀R), formed transposed: the long dimension along the GEMM's rows (see eigen._combine)
         return torch.addmm(V1.T, R.T, V0.T, beta=1 + f, alpha=-f).T
 
     def __call__(self, objective: Objective, theta: Tensor) -> EigenResult:
