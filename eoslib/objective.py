@@ -1,10 +1,23 @@
 """The full-batch training objective over a flat parameter vector θ ∈ R^P, with curvature products.
 
-L(θ) = (1/N) Σ_i l(f(x_i, θ), y_i) with MSE l = ½‖z − onehot(y)‖² or softmax cross-entropy (CE).
+L(θ) = (1/N) Σ_i l(f(x_i, θ), y_i) with a per-example loss l from :mod:`eoslib.losses` (MSE ½‖z − onehot(y)‖²,
+softmax cross-entropy CE, or any registered :class:`~eoslib.losses.Loss`).
 ∇²L = G + H, G = (1/N) Σ_i J_iᵀ D_i J_i (Gauss–Newton, D_i = ∇²_z l), H = ∇²L − G (residual).
 All products act on a block V (P × m) of vectors and return P × m (a single vector P is accepted too).
 The data stay in memory; with ``chunk_size`` they are processed in slices whose sums are identical in exact
 arithmetic to one pass (so results agree to rounding).
+
+Two kinds of methods:
+
+* **Functional** — :meth:`Objective.loss` and :meth:`Objective.outputs` are pure, differentiable functions of θ:
+  ``torch.func.grad(objective.loss)(θ)``, ``torch.func.hessian(objective.loss)(θ)``,
+  ``torch.func.vmap(objective.loss)(Θ)``, ``torch.func.jacrev(objective.outputs)(θ)`` and plain autograd through
+  them all give the true derivatives.
+* **Numerical** — :meth:`~Objective.loss_and_grad`, :meth:`~Objective.grad`, :meth:`~Objective.hvp`,
+  :meth:`~Objective.ggn_vp`, :meth:`~Objective.residual_vp` compute derivatives *internally* on a detached θ
+  (that is what makes them fast: cached gradient graphs, double-backward). Their results are values, not
+  functions of θ that can be differentiated again, so they refuse (:class:`NotDifferentiableError`) a θ that
+  requires grad or is being transformed by ``torch.func`` instead of silently returning derivatives of zero.
 """
 from __future__ import annotations
 
@@ -15,8 +28,26 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-LOSSES = ("ce", "mse")
+from .losses import LOSSES as _LOSS_REGISTRY
+from .losses import Loss, get_loss
+
+#: registered loss names (the registry is :data:`eoslib.losses.LOSSES`; this tuple is kept for old imports)
+LOSSES = tuple(_LOSS_REGISTRY.names())
 HVP_METHODS = ("backward", "batched", "jvp")
+
+
+class NotDifferentiableError(RuntimeError):
+    """A numerical (detaching) method of :class:`Objective` was asked for a result to be differentiated."""
+
+
+# torch.func has no public test for "this tensor is being transformed"; every torch ≥ 2.0 has this one. Without
+# it, θ.requires_grad still catches the reverse-mode transforms (grad, jacrev, hessian), the silent-zero ones.
+_is_functorch_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+
+
+def _is_transformed(t: Tensor) -> bool:
+    """θ requires grad (autograd) or is wrapped by a torch.func transform (grad/jacrev/jvp/jacfwd/vmap)."""
+    return t.requires_grad or _is_functorch_wrapped(t)
 
 
 class Objective:
@@ -24,6 +55,10 @@ class Objective:
 
     The model is never mutated: its parameters are copied into ``theta0`` and every evaluation uses
     ``torch.func.functional_call``. Models with buffers (e.g. BatchNorm statistics) are rejected.
+
+    ``loss``: a name registered in :data:`eoslib.losses.LOSSES` (``"ce"``, ``"mse"``) or a
+    :class:`~eoslib.losses.Loss` instance; the object is ``objective.criterion`` and its name
+    ``objective.loss_name``. ``y`` holds integer labels in 0..Q−1.
 
     ``hvp_method``: ``"backward"`` (gradient graph built once per chunk, then one double-backward per column;
     measured fastest on CPU for the MLPs here, see ``benchmarks/``), ``"batched"`` (the same graph, all columns
@@ -42,13 +77,12 @@ class Objective:
         model: nn.Module,
         X: Tensor,
         y: Tensor,
-        loss: str = "ce",
+        loss: str | Loss = "ce",
         chunk_size: int | None = None,
         hvp_method: str = "backward",
         cache_graph: bool | None = None,
     ) -> None:
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+        criterion = get_loss(loss)
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"unknown hvp_method {hvp_method!r}; choose one of {HVP_METHODS}")
         if any(True for _ in model.buffers()):
@@ -68,22 +102,23 @@ class Objective:
         self.y = y.to(self.device)
         self.N = X.shape[0]
         self.P = self.theta0.numel()
-        self.loss_name = loss
+        self.criterion = criterion
+        self.loss_name = criterion.name
         self.chunk_size = chunk_size or self.N
         self.hvp_method = hvp_method
         self.cache_graph = self.chunk_size >= self.N if cache_graph is None else bool(cache_graph)
         self._graph: tuple | None = None  # (weakref to θ, θ._version, [(th, g, loss_sum) per chunk])
         with torch.no_grad():
             self.Q = self._f(self.theta0, self.X[:1]).shape[1]
-        if loss == "ce" and y.max() >= self.Q:
-            raise ValueError(f"labels go up to {int(y.max())} but the network has only {self.Q} outputs")
-        self._onehot = torch.nn.functional.one_hot(self.y, self.Q).to(self.dtype) if loss == "mse" else None
+        if y.min() < 0 or y.max() >= self.Q:
+            raise ValueError(f"labels must lie in 0..{self.Q - 1} for a network with {self.Q} outputs "
+                             f"(got {int(y.min())}..{int(y.max())})")
 
     # ---------------------------------------------------------------- structure
     @property
     def stiff_dim(self) -> int:
         """Number of outlier eigenvalues expected at the top of the spectrum: Q (MSE) or Q − 1 (CE)."""
-        return self.Q - 1 if self.loss_name == "ce" else self.Q
+        return self.criterion.stiff_dim(self.Q)
 
     def param_slices(self) -> dict[str, slice]:
         """Slice of θ holding each named parameter."""
@@ -111,30 +146,41 @@ class Objective:
     def _f(self, theta: Tensor, x: Tensor) -> Tensor:
         return functional_call(self.model, self.unflatten(theta), (x,))
 
-    def _chunks(self) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    def _chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         for s in range(0, self.N, self.chunk_size):
             sl = slice(s, s + self.chunk_size)
-            yield self.X[sl], self.y[sl], None if self._onehot is None else self._onehot[sl]
+            yield self.X[sl], self.y[sl]
 
-    def _loss_sum(self, z: Tensor, y: Tensor, onehot: Tensor | None) -> Tensor:
-        """Σ_i l(z_i, y_i) over a chunk."""
-        if onehot is None:
-            return torch.nn.functional.cross_entropy(z, y, reduction="sum")
-        return 0.5 * (z - onehot).pow(2).sum()
-
-    def _chunk_loss(self, theta: Tensor, x: Tensor, y: Tensor, onehot: Tensor | None) -> Tensor:
-        return self._loss_sum(self._f(theta, x), y, onehot)
+    def _chunk_loss(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """Σ_i l(f(x_i, θ), y_i) over a chunk."""
+        return self.criterion.value_sum(self._f(theta, x), y)
 
     def outputs(self, theta: Tensor, X: Tensor | None = None) -> Tensor:
-        """Network outputs f(x_i, θ), N × Q (on the training set unless X is given)."""
+        """Network outputs f(x_i, θ), N × Q (on the training set unless X is given).
+
+        A pure, differentiable function of θ (torch.func transforms and autograd see through it); for a θ
+        that does not require grad it records no graph, so evaluation costs nothing extra."""
         X = self.X if X is None else X.to(self.device, self.dtype)
-        with torch.no_grad():
-            return torch.cat([self._f(theta, X[s : s + self.chunk_size]) for s in range(0, X.shape[0], self.chunk_size)])
+        return torch.cat([self._f(theta, X[s : s + self.chunk_size]) for s in range(0, X.shape[0], self.chunk_size)])
 
     def loss(self, theta: Tensor) -> Tensor:
-        """L(θ) (0-dim tensor)."""
-        with torch.no_grad():
-            return sum(self._chunk_loss(theta, *c) for c in self._chunks()) / self.N
+        """L(θ) = (1/N) Σ_i l(f(x_i, θ), y_i) (0-dim tensor).
+
+        The functional form: a pure, differentiable function of flat θ, so ``torch.func.grad(objective.loss)``,
+        ``torch.func.hessian(objective.loss)``, ``torch.func.vmap(objective.loss)`` and autograd give the true
+        derivatives (equal to :meth:`grad` and :meth:`hvp` to rounding). For a θ that does not require grad it
+        records no graph."""
+        return sum(self._chunk_loss(theta, *c) for c in self._chunks()) / self.N
+
+    def _numerical(self, theta: Tensor, method: str) -> None:
+        """Refuse a θ whose result would be differentiated: the numerical methods detach θ."""
+        if _is_transformed(theta):
+            raise NotDifferentiableError(
+                f"Objective.{method} computes derivatives internally on a detached θ, so its result cannot be "
+                f"differentiated with respect to θ (it would silently be zero), and θ here requires grad or is "
+                f"inside a torch.func transform. Differentiate the functional form instead, e.g. "
+                f"torch.func.grad(objective.loss), torch.func.hessian(objective.loss), "
+                f"torch.func.jacrev(objective.outputs); or pass theta.detach() if you only need the value.")
 
     def accuracy(self, theta: Tensor) -> float:
         """Fraction of training examples whose arg-max output equals the label."""
@@ -144,7 +190,9 @@ class Objective:
         """(L(θ), ∇L(θ)).
 
         ``keep_graph=True`` announces Hessian products at this θ to follow: with the graph cache on (and a
-        double-backward ``hvp_method``) the gradient is taken from the cached graph, built once for both."""
+        double-backward ``hvp_method``) the gradient is taken from the cached graph, built once for both.
+        Returns values (no graph to θ): see :meth:`loss` for the differentiable form."""
+        self._numerical(theta, "loss_and_grad")
         if self._uses_graph() and self.cache_graph and (keep_graph or self._cached_graph(theta) is not None):
             total, g = 0.0, torch.zeros_like(theta)
             for _, gc, value in self._grad_graphs(theta):
@@ -160,12 +208,14 @@ class Objective:
         return total / self.N, g / self.N
 
     def grad(self, theta: Tensor) -> Tensor:
-        """∇L(θ)."""
+        """∇L(θ) (a value; ``torch.func.grad(objective.loss)`` is the differentiable form)."""
+        self._numerical(theta, "grad")
         return self.loss_and_grad(theta)[1]
 
     # ---------------------------------------------------------------- curvature products
     def hvp(self, theta: Tensor, V: Tensor) -> Tensor:
         """∇²L(θ)·V for V of shape P or P × m."""
+        self._numerical(theta, "hvp")
         if self._uses_graph() and self.cache_graph:
             return self._blockwise(V, lambda W: self._hvp_cached(theta, W))
         return self._blockwise(V, lambda W: self._sum_chunks(W, self._hvp_chunk, theta))
@@ -179,7 +229,8 @@ class Objective:
         return out.div_(self.N)
 
     def ggn_vp(self, theta: Tensor, V: Tensor) -> Tensor:
-        """G·V = (1/N) Σ_i J_iᵀ D_i (J_i V): jvp → criterion Hessian D → vjp."""
+        """G·V = (1/N) Σ_i J_iᵀ D_i (J_i V): jvp → criterion Hessian D (``criterion.hessian_vp``) → vjp."""
+        self._numerical(theta, "ggn_vp")
         return self._blockwise(V, lambda W: self._sum_chunks(W, self._ggn_chunk, theta))
 
     def residual_vp(self, theta: Tensor, V: Tensor) -> Tensor:
@@ -244,29 +295,25 @@ class Objective:
         cols = [torch.autograd.grad(g, th, v, retain_graph=keep or j < V.shape[1] - 1)[0] for j, v in enumerate(V.T)]
         return torch.stack(cols).T  # P × m, column-major (each column contiguous, as eigen keeps its blocks)
 
-    def _hvp_jvp_chunk(self, theta, V, x, y, onehot) -> Tensor:
+    def _hvp_jvp_chunk(self, theta, V, x, y) -> Tensor:
         g = grad(self._chunk_loss)
 
         def col(v):
-            return jvp(lambda th: g(th, x, y, onehot), (theta,), (v,))[1]
+            return jvp(lambda th: g(th, x, y), (theta,), (v,))[1]
 
         return vmap(col, in_dims=1, out_dims=1)(V)
 
-    def _hvp_chunk(self, theta, V, x, y, onehot) -> Tensor:
+    def _hvp_chunk(self, theta, V, x, y) -> Tensor:
         """One chunk's Σ_i ∇²l_i·V (without a cache; :meth:`hvp` uses the cached graphs when it can)."""
         if self.hvp_method == "jvp":
-            return self._hvp_jvp_chunk(theta, V, x, y, onehot)
+            return self._hvp_jvp_chunk(theta, V, x, y)
         th = theta.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(self._chunk_loss(th, x, y, onehot), th, create_graph=True)
+        (g,) = torch.autograd.grad(self._chunk_loss(th, x, y), th, create_graph=True)
         return self._double_backward(th, g, V, keep=False)
 
-    def _ggn_chunk(self, theta, V, x, y, onehot) -> Tensor:
+    def _ggn_chunk(self, theta, V, x, y) -> Tensor:
         f = lambda th: self._f(th, x)  # noqa: E731
         z, pullback = vjp(f, theta)
         JV = vmap(lambda v: jvp(f, (theta,), (v,))[1], in_dims=1, out_dims=0)(V)  # m × n × Q
-        if onehot is None:  # CE: D = diag(p) − p pᵀ
-            p = torch.softmax(z, dim=1)
-            DJV = p * JV - p * (p * JV).sum(-1, keepdim=True)
-        else:  # MSE: D = I
-            DJV = JV
+        DJV = self.criterion.hessian_vp(z, y, JV)
         return vmap(lambda u: pullback(u)[0], in_dims=0, out_dims=1)(DJV)

@@ -1,35 +1,27 @@
 """Curvature products against dense float64 oracles (torch.func.hessian / jacrev) on tiny networks.
 
+One grid (architecture × loss) and one set of independent oracles (tests/conftest.py): ∇²L by
+torch.func.hessian of an independently written loss, G from jacrev Jacobians and D_i = hessian of the
+per-example loss in z, H from the per-example, per-output Hessians of the network. A new model goes into
+``conftest.ARCHS`` and is checked by the same tests.
+
 Tolerance 1e-10: the oracle and the products compute the same sums in a different order in float64, so
 they agree to a few ulps times the entries' magnitude (~1); we observe ~1e-15."""
 import pytest
 import torch
-from torch.func import functional_call, hessian
+from torch.func import hessian
 
-from conftest import dense_jacobian_and_criterion_hessian, tiny_objective
+from conftest import ARCHS, dense_ggn, dense_loss, dense_residual, tiny_objective
 from eoslib.models import mlp
-from eoslib.objective import Objective
+from eoslib.objective import NotDifferentiableError, Objective
 
 TOL = 1e-10
 
 
-def dense_loss(ob: Objective):
-    def L(theta):
-        z = functional_call(ob.model, ob.unflatten(theta), (ob.X,))
-        if ob.loss_name == "ce":
-            return torch.nn.functional.cross_entropy(z, ob.y)
-        return 0.5 * (z - torch.nn.functional.one_hot(ob.y, ob.Q).double()).pow(2).sum(1).mean()
-    return L
-
-
-def dense_ggn(ob: Objective, theta):
-    J, D = dense_jacobian_and_criterion_hessian(ob, theta)
-    return torch.einsum("nqp,nqr,nrs->ps", J, D, J) / ob.N
-
-
-@pytest.fixture(params=["ce", "mse"])
+@pytest.fixture(params=[(a, l) for a in ARCHS for l in ("ce", "mse")], ids=lambda p: "-".join(p))
 def setup(request):
-    ob = tiny_objective(request.param)
+    arch, loss = request.param
+    ob = ARCHS[arch](loss)
     theta = ob.theta0 + 0.3 * torch.randn(ob.P, dtype=torch.float64)
     return ob, theta
 
@@ -39,6 +31,7 @@ def test_loss_and_grad_match_autograd(setup):
     L = dense_loss(ob)
     loss, g = ob.loss_and_grad(theta)
     assert abs(loss.item() - L(theta).item()) < TOL
+    assert abs(ob.loss(theta).item() - L(theta).item()) < TOL
     assert torch.allclose(g, torch.func.grad(L)(theta), atol=TOL, rtol=0)
     assert torch.allclose(ob.grad(theta), g, atol=0, rtol=0)
 
@@ -61,14 +54,48 @@ def test_ggn_and_residual(setup):
     G = ob.ggn_vp(theta, eye)
     Hres = ob.residual_vp(theta, eye)
     assert (G - dense_ggn(ob, theta)).abs().max() < TOL
-    assert (G + Hres - hessian(dense_loss(ob))(theta)).abs().max() < TOL  # G + H = ∇²L
+    H_oracle = dense_residual(ob, theta)
+    assert H_oracle.abs().max() > 1e-3  # the residual is not trivially zero here (ELU networks are curved)
+    assert (Hres - H_oracle).abs().max() < TOL
     evals = torch.linalg.eigvalsh((G + G.T) / 2)
     assert evals.min() > -1e-12 * evals.max()  # G is PSD
     rank = int((evals > 1e-10 * evals.max()).sum())
-    limit = ob.N * (ob.Q - 1 if ob.loss_name == "ce" else ob.Q)
+    limit = ob.N * ob.stiff_dim  # rank(G) ≤ N · rank(D_i)
     assert rank <= limit
     if ob.loss_name == "ce":  # the CE criterion Hessian annihilates 1: rank ≤ N(Q−1), attained here
         assert rank == limit
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_functional_form_is_differentiable(loss):
+    """Regression: ``loss``/``outputs`` ran under torch.no_grad, so torch.func.grad(objective.loss) was silently
+    zero. The functional form now gives the true derivatives; the numerical methods refuse transformed θ."""
+    ob = tiny_objective(loss, chunk_size=3)  # chunked: the sum over chunks is differentiated too
+    theta = ob.theta0 + 0.3 * torch.randn(ob.P, dtype=torch.float64)
+    g = torch.func.grad(ob.loss)(theta)
+    assert g.abs().max() > 1e-3  # not the zeros the bug returned
+    assert torch.allclose(g, ob.grad(theta), atol=1e-13, rtol=0)  # same sums, different order: a few ulps
+    eye = torch.eye(ob.P, dtype=torch.float64)
+    assert torch.allclose(torch.func.hessian(ob.loss)(theta), ob.hvp(theta, eye), atol=TOL, rtol=0)
+    thetas = theta + 0.1 * torch.randn(3, ob.P, dtype=torch.float64)
+    assert torch.allclose(torch.func.vmap(ob.loss)(thetas), torch.stack([ob.loss(t) for t in thetas]), atol=1e-14)
+    assert torch.func.jacrev(ob.outputs)(theta).shape == (ob.N, ob.Q, ob.P)
+    leaf = theta.clone().requires_grad_(True)
+    ob.loss(leaf).backward()  # plain autograd through the functional form
+    assert torch.allclose(leaf.grad, g, atol=1e-13, rtol=0)
+    assert ob.loss(theta).grad_fn is None  # and no graph for a θ that does not need one
+
+    v = torch.randn(ob.P, dtype=torch.float64)
+    misuses = {
+        "grad": lambda: torch.func.grad(lambda t: ob.grad(t).sum())(theta),
+        "hvp": lambda: torch.func.jacrev(lambda t: ob.hvp(t, v))(theta),
+        "ggn_vp": lambda: torch.func.jacfwd(lambda t: ob.ggn_vp(t, v))(theta),  # forward mode: detach drops tangents
+        "loss_and_grad": lambda: torch.func.vmap(lambda t: ob.loss_and_grad(t)[0])(thetas),
+        "residual_vp": lambda: ob.residual_vp(leaf, v),  # autograd: θ requires grad
+    }
+    for name, call in misuses.items():
+        with pytest.raises(NotDifferentiableError, match=r"torch\.func\.grad\(objective\.loss\)"):
+            call()
 
 
 @pytest.mark.parametrize("loss", ["ce", "mse"])
@@ -89,10 +116,15 @@ def test_model_untouched_and_validation():
     ob.hvp(ob.theta0 + 1.0, torch.randn(ob.P, 2, dtype=torch.float64))
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
     assert ob.stiff_dim == 2 and ob.P == sum(p.numel() for p in model.parameters())
-    with pytest.raises(ValueError, match="loss"):
+    assert ob.loss_name == ob.criterion.name == "ce"
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         Objective(model, torch.randn(6, 4), torch.zeros(6, dtype=torch.long), loss="hinge")
+    with pytest.raises(TypeError, match="loss must be"):
+        Objective(model, torch.randn(6, 4), torch.zeros(6, dtype=torch.long), loss=3)
     with pytest.raises(ValueError, match="buffers"):
         Objective(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)), torch.randn(6, 4),
                   torch.zeros(6, dtype=torch.long))
-    with pytest.raises(ValueError, match="labels"):
-        Objective(model, torch.randn(6, 4, dtype=torch.float64), torch.full((6,), 5))
+    for loss in ("ce", "mse"):
+        for bad in (5, -1):
+            with pytest.raises(ValueError, match="labels must lie in 0..2"):
+                Objective(model, torch.randn(6, 4, dtype=torch.float64), torch.full((6,), bad), loss=loss)

@@ -1,7 +1,8 @@
 """Speed options of the curvature hot path give the same results as the plain path (issue 5).
 
 The gradient-graph cache, the batched/vmap HVP formulations, float32 LOBPCG blocks, the extrapolated warm
-start and the device/dtype plumbing; plus a smoke run of the benchmark suite (``--quick``)."""
+start and the device/dtype plumbing (on a CPU-only machine through the stub device of ``conftest.StubDevice``,
+which raises where a CPU tensor meets device tensors); plus a smoke run of the benchmark suite (``--quick``)."""
 import json
 import warnings
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_objective
+from conftest import StubDevice, tiny_objective
 from eoslib.eigen import EigenConvergenceWarning, top_eigenpairs
 from eoslib.models import mlp
 from eoslib.objective import Objective
@@ -25,13 +26,16 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def small_objective(dtype=torch.float32, device="cpu", **kw) -> Objective:
-    """A float32 (or float64) MLP big enough for the eigen tracker to do real work (P ≈ 1,000)."""
+def small_objective(dtype=torch.float32, device: str | StubDevice = "cpu", **kw) -> Objective:
+    """A float32 (or float64) MLP big enough for the eigen tracker to do real work (P ≈ 1,000), on a device
+    or on the stub device of conftest.StubDevice."""
     g = torch.Generator().manual_seed(0)
     X = torch.randn(64, 8, generator=g)
     y = torch.randint(0, 4, (64,), generator=g)
-    model = mlp(8, 24, 3, 4, activation="elu", init="default", seed=0).to(device, dtype)  # same weights in any dtype
-    return Objective(model, X.to(device), y.to(device), loss="ce", **kw)
+    model = mlp(8, 24, 3, 4, activation="elu", init="default", seed=0).to(dtype=dtype)  # same weights in any dtype
+    if isinstance(device, StubDevice):
+        return Objective(device.module(model), device.put(X.to(dtype)), device.put(y), loss="ce", **kw)
+    return Objective(model.to(device), X.to(device), y.to(device), loss="ce", **kw)
 
 
 @pytest.mark.parametrize("loss", ["ce", "mse"])
@@ -154,23 +158,69 @@ def test_warm_start_with_dependent_columns_falls_back_to_orthonormalising():
         assert r.converged and torch.allclose(r.values, ref, atol=1e-12, rtol=0)
 
 
-@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-def test_device_plumbing(device):
-    ob = small_objective(device=device)
-    assert ob.theta0.device.type == device and ob.X.device.type == device
-    solver = ExponentialEuler(dt_max=0.5, stiff_dim=3)
-    theta = ob.theta0.clone()
-    for _ in range(2):
-        theta, rec = solver.step(ob, theta)
-    assert theta.device.type == device and solver.tracker.vectors.device.type == device
-    r = top_eigenpairs(ob.hvp_operator(theta), ob.P, 2, tol=1e-3, dtype=torch.float32, device=device)
-    assert r.vectors.device.type == device and r.converged
-    if device != "cpu":  # the same steps on the CPU
-        cpu = small_objective()
-        s2, t2 = ExponentialEuler(dt_max=0.5, stiff_dim=3), cpu.theta0.clone()
-        t2, _ = s2.step(cpu, t2)
-        t2, _ = s2.step(cpu, t2)
-        assert torch.allclose(theta.cpu(), t2, atol=1e-4)
+def _device_workload(ob: Objective, theta: torch.Tensor, V: torch.Tensor) -> dict:
+    """What the device test runs, name → results (tensors and numbers): every objective product in every
+    formulation, an eigen-solve and two exponential-Euler steps. Grow it to cover more of a run."""
+    out = {"grad": ob.grad(theta)}  # without the graph cache
+    for method in ("batched", "jvp"):  # the other HVP formulations, uncached
+        ob.hvp_method, ob.cache_graph = method, False
+        out[f"hvp {method}"] = ob.hvp(theta, V)
+    ob.hvp_method, ob.cache_graph = "backward", True
+    out["loss_and_grad"] = ob.loss_and_grad(theta, keep_graph=True)
+    out |= {f: getattr(ob, f)(theta, V) for f in ("hvp", "ggn_vp", "residual_vp")}
+    out |= {"loss": ob.loss(theta), "outputs": ob.outputs(theta), "accuracy": ob.accuracy(theta)}
+    r = top_eigenpairs(ob.hvp_operator(theta), ob.P, 2, tol=1e-3, device=ob.device)
+    out["eigen"] = (r.values, r.vectors, r.matvecs)
+    solver, th = ExponentialEuler(dt_max=0.5, stiff_dim=3), ob.theta0.clone()
+    for step in range(2):
+        th, rec = solver.step(ob, th)
+        out[f"ee step {step}"] = (th, solver.tracker.vectors, rec)
+    return out
+
+
+def test_nothing_silently_moves_to_cpu():
+    """The device workload runs on a second device (the stub of conftest.StubDevice: ``meta`` holding real
+    data, which raises where a CPU tensor meets device tensors) and gives bit-identical results to the CPU,
+    every tensor result and all solver state staying on the device."""
+    g = torch.Generator().manual_seed(3)
+    cpu = small_objective()
+    theta, V = cpu.theta0 + 0.1 * torch.randn(cpu.P, generator=g), torch.randn(cpu.P, 3, generator=g)
+    expected = _device_workload(cpu, theta, V)
+    with StubDevice() as stub:
+        ob = small_objective(device=stub)
+        assert all(t.device == stub.device for t in (ob.theta0, ob.X, ob.y))
+        got = _device_workload(ob, stub.put(theta), stub.put(V))
+        for name in expected:
+            for a, b in zip(torch.utils._pytree.tree_leaves(got[name]), torch.utils._pytree.tree_leaves(expected[name]),
+                            strict=True):
+                if isinstance(b, torch.Tensor):
+                    assert a.device == stub.device, f"{name}: a result came back on {a.device}"
+                    assert torch.equal(stub.data(a), b), name  # the same CPU kernels: bit-identical
+                else:
+                    assert a == b, name
+        assert stub.transfers == []  # nothing was copied to the CPU (only .item()/.tolist() host syncs)
+        assert stub.syncs > 0
+
+        # the stub can fail: a tensor created without device= is caught where it meets device tensors ...
+        with pytest.raises(RuntimeError, match="created without device= or moved to the CPU"):
+            ob.theta0 + torch.ones(ob.P)
+        # ... and an explicit move to the CPU is recorded
+        ob.theta0.cpu()
+        assert stub.transfers == ["aten._to_copy.default"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_steps_match_cpu():
+    """On a real accelerator: two exponential-Euler steps stay on it and match the CPU to float32 accuracy."""
+    runs = []
+    for device in ("cuda", "cpu"):
+        ob, solver = small_objective(device=device), ExponentialEuler(dt_max=0.5, stiff_dim=3)
+        theta = ob.theta0.clone()
+        for _ in range(2):
+            theta, _ = solver.step(ob, theta)
+        assert theta.device.type == device and solver.tracker.vectors.device.type == device
+        runs.append(theta.cpu())
+    assert torch.allclose(*runs, atol=1e-4)  # float32 steps; different kernels sum in different orders
 
 
 @pytest.mark.slow
