@@ -23,9 +23,9 @@ if __package__ in (None, ""):
 #: (label, file suffix, function names) whose cumulative times are read from the profile
 PARTS = (
     ("imports", "<frozen importlib._bootstrap>", ("_find_and_load",)),
-    ("solver steps", "eoslib/solvers.py", ("step",)),
+    ("solver steps", "eoslib/solvers/", ("step",)),
     ("measurements", "eoslib/measure.py", ("__call__",)),
-    ("of which alignment", "eoslib/alignment.py", ("alignment_summary",)),
+    ("of which alignment", "eoslib/alignment.py", ("alignment_stats",)),
     ("eigen-solves (in solver steps and measurements)", "eoslib/eigen.py", ("top_eigenpairs",)),
     ("of which Hessian / G / H products", "eoslib/objective.py", ("hvp", "ggn_vp")),
 )
@@ -34,7 +34,7 @@ PARTS = (
 def _cumulative(stats: pstats.Stats, suffix: str, names: tuple[str, ...]) -> float:
     top = 0.0
     for (file, _line, fn), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if fn in names and file.endswith(suffix):
+        if fn in names and (file.endswith(suffix) or (suffix.endswith("/") and suffix in file)):
             top += ct
     return top
 
@@ -42,7 +42,7 @@ def _cumulative(stats: pstats.Stats, suffix: str, names: tuple[str, ...]) -> flo
 def profile(name: str, root: Path) -> dict:
     """Seconds per part of one run (cProfile adds a few per cent of overhead to Python-heavy parts)."""
     from eoslib.config import load_params, run_config
-    from eoslib.runs import execute_run
+    from eoslib.execute import execute_run
 
     try:
         config = run_config(load_params(root / "params.yaml"), name)
@@ -57,7 +57,7 @@ def profile(name: str, root: Path) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     stats = pstats.Stats(prof)
-    total = _cumulative(stats, "eoslib/runs.py", ("execute_run",))
+    total = _cumulative(stats, "eoslib/execute.py", ("execute_run",))
     out = {"run": name, "total": total, "steps": summary["steps"]}
     for label, suffix, names in PARTS:
         out[label] = _cumulative(stats, suffix, names)
@@ -71,7 +71,7 @@ def main(argv=None) -> list[dict]:
     args = ap.parse_args(argv)
     import torch
 
-    from eoslib.runs import find_root
+    from eoslib.results import find_root
 
     torch.set_num_threads(args.threads)
     root = find_root()

@@ -1,44 +1,72 @@
-"""Power-law fits of every pre-registered measure, and the claims ledger (CLAIMS.md, metrics/claims.json).
+"""The claims ledger (CLAIMS.md, metrics/claims.json) and the power-law fits (metrics/powerlaw.json).
 
-Everything here is computed from the run folders alone (no notebook has to execute): the notebooks plot the
-same numbers. The criteria come from ``params.yaml`` (``criteria``, ``powerlaw``), fixed before the results
-were looked at; the verdicts are mechanical: *holds*, *partly* or *does not hold at this scale*.
+Everything here is computed from the run folders alone (no notebook has to execute); the notebooks plot the
+same numbers. Each claim is ONE registered definition (:data:`CLAIMS`): its statement, its notebook, and one
+*judge* per criteria version. Criteria live in ``params.yaml`` under ``criteria.<claim>.v<k>``, each version
+committed before the runs it judges; every version is evaluated, the latest gives the verdict, and the earlier
+ones stay visible beside it ("as first registered"). Verdicts are mechanical: *holds*, *partly*, *does not
+hold at this scale*, or *not measured* when a claim's runs are absent from the profile.
 """
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .runs import _clean, _json_dump, endpoint_table, load_run, run_names
+from .io import json_safe, read_json, write_json, write_text
+from .registry import Registry
+from .results import endpoint_table, load_run, run_names
+from .schema import Interval, Num, Opt
 
-HOLDS, PARTLY, FAILS = "holds", "partly", "does not hold at this scale"
+HOLDS, PARTLY, FAILS, NOT_MEASURED = "holds", "partly", "does not hold at this scale", "not measured"
+VERDICTS = (HOLDS, PARTLY, FAILS, NOT_MEASURED)
 
-#: notebook and figure of each ledger row (figures: PNG for the README, PDF beside it)
-LINKS = {
-    "C1": "01_edge_of_stability",
-    "C2": "02_flow_accuracy",
-    "split": "03_hessian_split",
-    "layers": "04_layer_shares",
-    "C3": "05_alignment",
-    "C4": "06_power_law",
-}
-STATEMENTS = {
-    "C1": "Sharpness rises until GD trains at the edge of stability (λ_max ≈ 2/η), so GD leaves the gradient flow.",
-    "C2": "Exponential Euler trains without entering the edge of stability and follows the gradient flow.",
-    "C3": "The rise in sharpness goes with the layerwise Jacobians becoming aligned (tested as co-movement, "
-          "not causation).",
-    "C4": "Alignment at the end point scales with the dataset size N as a power law, R² in 0.74–0.98.",
-    "split": "The top of the Hessian spectrum comes from the Gauss–Newton term G, not the residual H.",
-    "layers": "Within G the first layer contributes the largest share of λ_max(G).",
-}
+
+class NotMeasured(LookupError):
+    """A claim's inputs (runs, fits) are absent from this profile."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the ledger: ``statement``, ``notebook`` (its figure has the same name) and ``judges``:
+    criteria version k → (schema of ``criteria.<claim>.v<k>``, ``judge(params, root, crit, fits) -> dict``
+    returning ``verdict``, ``measured``, ``summary``, ``criterion``)."""
+
+    statement: str
+    notebook: str
+    judges: dict[int, tuple[dict, Callable]] = field(default_factory=dict)
+
+
+#: claim key → :class:`Claim`, in ledger order
+CLAIMS: Registry[Claim] = Registry("claim")
+
+
+def claim(key: str, version: int, criteria: dict, statement: str | None = None, notebook: str | None = None):
+    """Decorator registering ``judge`` as version ``version`` of claim ``key`` (the first registration of a
+    key gives its statement and notebook)."""
+
+    def deco(judge):
+        if key not in CLAIMS:
+            CLAIMS.add(key, Claim(statement or "", notebook or ""))
+        CLAIMS[key].judges[version] = (criteria, judge)
+        return judge
+
+    return deco
+
+
+def criteria_schema() -> dict:
+    """The schema of params.yaml's ``criteria``: per claim, optional ``v<k>`` blocks (at least one)."""
+    return {key: {f"v{v}": Opt(sch) for v, (sch, _) in c.judges.items()} for key, c in
+            ((k, CLAIMS[k]) for k in CLAIMS)}
 
 
 def _verdict(oks: list[bool]) -> str:
-    if oks and all(oks):
+    if not oks:
+        return NOT_MEASURED
+    if all(oks):
         return HOLDS
     return PARTLY if any(oks) else FAILS
 
@@ -51,6 +79,18 @@ def _spearman(a, b) -> float:
     if ok.sum() < 3:
         return float("nan")
     return float(spearmanr(a[ok], b[ok]).statistic)
+
+
+def _runs(kind: str, root) -> list[dict]:
+    names = run_names(kind, root)
+    if not names:
+        raise NotMeasured(f"no finished {kind} runs")
+    return [load_run(n, root) for n in names]
+
+
+def _run_key(r: dict) -> str:
+    """A trajectory run's key in the ledger: its name without the kind (``<setting>/seed<s>``)."""
+    return r["name"].split("/", 1)[1]
 
 
 # ---------------------------------------------------------------------------------------------- power law
@@ -82,14 +122,12 @@ def fit_all(params: dict, root: str | Path = ".") -> dict:
                     entry |= {"error": str(e)}
                 key[measure] = entry
     r2 = {s: fits[s][pl["primary"]["endpoint"]][pl["primary"]["measure"]].get("r2") for s in fits}
-    return {"primary": pl["primary"], "paper_r2": params["criteria"]["C4"]["paper_r2"],
-            "primary_r2": r2, "fits": fits}
+    return {"primary": pl["primary"], "primary_r2": r2, "fits": fits}
 
 
 def write_fits(params: dict, root: str | Path = ".") -> dict:
-    out = _clean(fit_all(params, root))
-    (Path(root) / "metrics").mkdir(exist_ok=True)
-    _json_dump(out, Path(root) / "metrics" / "powerlaw.json")
+    out = json_safe(fit_all(params, root))
+    write_json(out, Path(root) / "metrics" / "powerlaw.json")
     return out
 
 
@@ -101,12 +139,13 @@ def _sharpened(tab: pd.DataFrame, col: str, factor: float) -> pd.DataFrame:
     return m[m[col] >= factor * m[col].iloc[0]] if len(m) else m
 
 
-def claim_c1(params, root) -> dict:
-    c = params["criteria"]["C1"]
+@claim("C1", 1, {"ratio_band": Interval(), "tail_fraction": Num(maximum=1), "min_sharpening": Num()},
+       statement="Sharpness rises until GD trains at the edge of stability (λ_max ≈ 2/η), so GD leaves the "
+                 "gradient flow.", notebook="01_edge_of_stability")
+def claim_c1(params, root, c, fits=None) -> dict:
     lo, hi = c["ratio_band"]
     per_lr, oks = {}, []
-    for name in run_names("gd", root):
-        r = load_run(name, root)
+    for r in _runs("gd", root):
         lr = r["config"]["solver"]["lr"]
         tab = r["table"]
         s = tab[tab["sharpness"].notna()] if "sharpness" in tab else tab.iloc[0:0]
@@ -125,37 +164,46 @@ def claim_c1(params, root) -> dict:
     for name in run_names("traj", root):
         r = load_run(name, root)
         sh = r["table"]["sharpness"].dropna()
-        flow[r["config"]["setting"]["name"]] = {"sharpness_init": float(sh.iloc[0]), "sharpness_max": float(sh.max()),
-                                                "factor": float(sh.max() / sh.iloc[0])}
+        if len(sh):
+            flow[_run_key(r)] = {"setting": r["config"]["setting"]["name"], "sharpness_init": float(sh.iloc[0]),
+                                 "sharpness_max": float(sh.max()), "factor": float(sh.max() / sh.iloc[0])}
     gd_setting = params["gd"]["setting"]
-    fl = flow.get(gd_setting)
-    flow_ok = fl is not None and fl["factor"] >= c["min_sharpening"]
-    verdict = _verdict(oks) if flow_ok or not oks else (PARTLY if any(oks) else FAILS)
+    fl = [v for v in flow.values() if v["setting"] == gd_setting]
+    flow_ok = bool(fl) and all(v["factor"] >= c["min_sharpening"] for v in fl)
+    verdict = _verdict(oks) if flow_ok else (PARTLY if any(oks) else FAILS)
     parts = [f"η={k}: median λη/2 = {v['median_ratio_at_eos']:.2f} over {100 * v['eos_fraction']:.0f}% of steps, "
              f"{v['loss_increases']} loss increases" for k, v in per_lr.items()]
-    if fl:
-        parts.append(f"flow ({gd_setting}) sharpens {fl['factor']:.0f}× ({fl['sharpness_init']:.3g} → "
-                     f"{fl['sharpness_max']:.3g})")
+    for v in fl:
+        parts.append(f"flow ({gd_setting}) sharpens {v['factor']:.0f}× ({v['sharpness_init']:.3g} → "
+                     f"{v['sharpness_max']:.3g})")
+    if not fl:
+        parts.append(f"no measured flow of {gd_setting}")
     crit = (f"for every η, once λ_max·η/2 first reaches {lo}, its median over the rest of the run lies in "
-            f"[{lo}, {hi}] and that part is ≥ {c['tail_fraction']:.0%} of the run; and the flow's (exponential "
-            f"Euler) sharpness rises ≥ {c['min_sharpening']}× (partly: some η)")
+            f"[{lo}, {hi}] and that part is ≥ {c['tail_fraction']:.0%} of the run; and the flow's sharpness rises "
+            f"≥ {c['min_sharpening']}× (partly: some η)")
     return {"verdict": verdict, "measured": {"gd": per_lr, "flow": flow}, "summary": "; ".join(parts),
             "criterion": crit}
 
 
-def claim_c2(params, root) -> dict:
-    c = params["criteria"]["C2"]
+@claim("C2", 1, {"max_rel_distance": Num(), "min_advantage": Num()},
+       statement="Exponential Euler trains without entering the edge of stability and follows the gradient flow.",
+       notebook="02_flow_accuracy")
+def claim_c2(params, root, c, fits=None) -> dict:
+    if "compare" not in run_names("compare", root):
+        raise NotMeasured("no finished compare run")
     summ = load_run("compare", root)["summary"]
     d = summ["distances"]
-    ee = d["ee"]["max_rel_distance"]
+    ee = d.get("ee", {}).get("max_rel_distance")
+    if ee is None:
+        raise NotMeasured("the compare run has no flow-solver distances")
     gds = {k: v["max_rel_distance"] for k, v in d.items() if k != "ee"}
-    ok_abs = ee is not None and ee <= c["max_rel_distance"]
+    ok_abs = ee <= c["max_rel_distance"]
     adv = {k: (v / ee if ee else float("inf")) for k, v in gds.items()}
     ok_adv = bool(adv) and all(a >= c["min_advantage"] for a in adv.values())
     verdict = HOLDS if ok_abs and ok_adv else (PARTLY if ok_abs or ok_adv else FAILS)
     summary = (f"max relative distance to the reference flow up to t={summ['t_end']:.3g}: exponential Euler "
-               f"{ee:.2e}; " + ", ".join(f"GD {k.replace('gd_lr', 'η=')} {v:.2e} ({adv[k]:.0f}×)"
-                                          for k, v in gds.items()))
+               f"{ee:.2e}; " + (", ".join(f"GD {k.replace('gd_lr', 'η=')} {v:.2e} ({adv[k]:.0f}×)"
+                                          for k, v in gds.items()) or "no GD run"))
     crit = (f"exponential Euler's max over t of ‖θ(t) − θ_ref(t)‖ / ‖θ_ref(t_end) − θ₀‖ ≤ {c['max_rel_distance']} and "
             f"every GD step size's is ≥ {c['min_advantage']}× larger (partly: one of the two)")
     return {"verdict": verdict, "measured": {"ee_max_rel_distance": ee, "gd_max_rel_distance": gds,
@@ -165,20 +213,28 @@ def claim_c2(params, root) -> dict:
 
 
 def _per_traj_run(root, judge) -> tuple[dict, list[bool]]:
-    """``judge(table) -> dict`` (with an ``"ok"`` key) for every measured trajectory run, keyed by setting name,
-    and the list of their ``ok`` values."""
+    """``judge(table) -> dict`` (with an ``"ok"`` key) for every measured trajectory run that has the columns
+    the judge needs (it returns None otherwise), keyed by ``<setting>/seed<s>``."""
     per = {}
-    for name in run_names("traj", root):
-        r = load_run(name, root)
-        per[r["config"]["setting"]["name"]] = judge(r["table"])
+    for r in _runs("traj", root):
+        out = judge(r["table"])
+        if out is not None:
+            per[_run_key(r)] = out
+    if not per:
+        raise NotMeasured("no measured trajectory run has the columns this claim needs")
     return per, [v["ok"] for v in per.values()]
 
 
-def claim_c3(params, root) -> dict:
-    c = params["criteria"]["C3"]
-
+@claim("C3", 1, {"min_spearman": Num(positive=False, minimum=-1, maximum=1), "min_alpha_growth": Num()},
+       statement="The rise in sharpness goes with the layerwise Jacobians becoming aligned (tested as "
+                 "co-movement, not causation).", notebook="05_alignment")
+def claim_c3(params, root, c, fits=None) -> dict:
     def judge(tab):
+        if not {"alpha_mean", "hess_lam1"} <= set(tab):
+            return None
         m = tab.dropna(subset=["alpha_mean", "hess_lam1"])
+        if len(m) < 2:
+            return None
         rho = _spearman(m["alpha_mean"], m["hess_lam1"])
         growth = float(m["alpha_mean"].iloc[-1] / m["alpha_mean"].iloc[0])
         ok = bool(rho >= c["min_spearman"] and growth >= c["min_alpha_growth"])
@@ -188,26 +244,31 @@ def claim_c3(params, root) -> dict:
     per, oks = _per_traj_run(root, judge)
     across = {}
     try:
-        ep = endpoint_table(root)
-        thr = ep[ep.endpoint == "threshold"]
+        thr = endpoint_table(root)
+        thr = thr[thr.endpoint == "threshold"]
         for s, g in thr.groupby("setting"):
-            across[s] = _spearman(g["alpha_mean"], g["sharpness"])
+            if {"alpha_mean", "sharpness"} <= set(g):
+                across[s] = _spearman(g["alpha_mean"], g["sharpness"])
     except FileNotFoundError:
         pass
     summary = "; ".join(f"{k}: ρ = {v['spearman_alpha_sharpness']:.2f}, ᾱ {v['alpha_init']:.2f} → {v['alpha_end']:.2f}"
                         for k, v in per.items())
-    crit = (f"in every measured exponential-Euler run, Spearman ρ(ᾱ, λ_max) over training ≥ {c['min_spearman']} "
+    crit = (f"in every measured flow run, Spearman ρ(ᾱ, λ_max) over training ≥ {c['min_spearman']} "
             f"and ᾱ grows ≥ {c['min_alpha_growth']}× (partly: some runs)")
     return {"verdict": _verdict(oks), "measured": {"runs": per, "across_sweep_spearman_at_threshold": across},
             "summary": summary, "criterion": crit}
 
 
-def claim_c4(params, fits: dict) -> dict:
-    c = params["criteria"]["C4"]
+@claim("C4", 1, {"paper_r2": Interval(), "min_r2": Num(maximum=1)},
+       statement="Alignment at the end point scales with the dataset size N as a power law, R² in 0.74–0.98.",
+       notebook="06_power_law")
+def claim_c4(params, root, c, fits) -> dict:
+    if not fits or not fits.get("fits"):
+        raise NotMeasured("no power-law fits (no sweep runs)")
     prim = params["powerlaw"]["primary"]
     per, oks = {}, []
     for s, byep in fits["fits"].items():
-        f = byep[prim["endpoint"]][prim["measure"]]
+        f = byep.get(prim["endpoint"], {}).get(prim["measure"], {})
         r2 = f.get("r2")
         ok = bool(r2 is not None and r2 >= c["min_r2"] and f.get("beta_excludes_zero", False))
         per[s] = {k: f.get(k) for k in ("beta", "beta_interval", "r2", "n_points")} | {"ok": ok}
@@ -215,14 +276,18 @@ def claim_c4(params, fits: dict) -> dict:
     following = []
     for m in params["powerlaw"]["measures"]:
         for e in params["powerlaw"]["endpoints"]:
-            r2s = [fits["fits"][s][e][m].get("r2") for s in fits["fits"]]
+            r2s = [fits["fits"][s].get(e, {}).get(m, {}).get("r2") for s in fits["fits"]]
             if r2s and all(r is not None and r >= c["min_r2"] for r in r2s):
                 following.append(f"{m}@{e}")
     r2v = [v["r2"] for v in per.values() if v["r2"] is not None]
     lo, hi = c["paper_r2"]
+
+    def interval(v):
+        iv = v.get("beta_interval") or [None, None]
+        return "[no interval]" if iv[0] is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"
+
     summary = (f"{prim['measure']} at {prim['endpoint']}: " + "; ".join(
-        f"{s}: β = {v['beta']:.3f} [{v['beta_interval'][0]:.3f}, {v['beta_interval'][1]:.3f}], R² = {v['r2']:.2f}"
-        for s, v in per.items() if v["r2"] is not None)
+        f"{s}: β = {v['beta']:.3f} {interval(v)}, R² = {v['r2']:.2f}" for s, v in per.items() if v["r2"] is not None)
         + (f"; R² range {min(r2v):.2f}–{max(r2v):.2f} (paper {lo}–{hi})" if r2v else ""))
     crit = (f"pre-registered primary measure {prim['measure']} at end point {prim['endpoint']}: in every setting "
             f"R² ≥ {c['min_r2']} and the bootstrap interval of β excludes 0 (partly: some settings)")
@@ -230,10 +295,13 @@ def claim_c4(params, fits: dict) -> dict:
             "summary": summary, "criterion": crit}
 
 
-def claim_split(params, root) -> dict:
-    c = params["criteria"]["split"]
-
+@claim("split", 1, {"min_sharpening": Num(), "min_ggn_ratio": Num(maximum=1)},
+       statement="The top of the Hessian spectrum comes from the Gauss–Newton term G, not the residual H.",
+       notebook="03_hessian_split")
+def claim_split(params, root, c, fits=None) -> dict:
     def judge(tab):
+        if not {"hess_lam1", "ggn_lam1"} <= set(tab):
+            return None
         m = _sharpened(tab.dropna(subset=["hess_lam1", "ggn_lam1"]), "hess_lam1", c["min_sharpening"])
         ratio = float((m["ggn_lam1"] / m["hess_lam1"]).median()) if len(m) else float("nan")
         res = float((m["res_lam1"] / m["hess_lam1"]).median()) if len(m) and "res_lam1" in m else float("nan")
@@ -248,11 +316,13 @@ def claim_split(params, root) -> dict:
     return {"verdict": _verdict(oks), "measured": per, "summary": summary, "criterion": crit}
 
 
-def claim_layers(params, root) -> dict:
-    c = params["criteria"]["layers"]
-
+@claim("layers", 1, {"min_sharpening": Num()},
+       statement="Within G the first layer contributes the largest share of λ_max(G).", notebook="04_layer_shares")
+def claim_layers(params, root, c, fits=None) -> dict:
     def judge(tab):
         cols = sorted((k for k in tab if k.startswith("share_")), key=lambda k: int(k.split("_")[1]))
+        if not cols or "hess_lam1" not in tab:
+            return None
         m = _sharpened(tab.dropna(subset=cols + ["hess_lam1"]), "hess_lam1", c["min_sharpening"])
         means = m[cols].mean() if len(m) else pd.Series(dtype=float)
         top = int(means.idxmax().split("_")[1]) if len(means) else None
@@ -267,19 +337,41 @@ def claim_layers(params, root) -> dict:
     return {"verdict": _verdict(oks), "measured": per, "summary": summary, "criterion": crit}
 
 
+# ---------------------------------------------------------------------------------------------- the ledger
+
+
+def judge_claim(key: str, params: dict, root: str | Path, fits: dict | None, version: int | None = None) -> dict:
+    """One claim judged under criteria version ``version`` (default: the latest in params.yaml). A claim whose
+    inputs are absent is *not measured* (never an error)."""
+    c = CLAIMS[key]
+    crit = params["criteria"].get(key) or {}
+    versions = sorted(int(v[1:]) for v, block in crit.items() if block is not None)
+    if not versions:
+        return {"verdict": NOT_MEASURED, "measured": {}, "summary": "no criteria registered", "criterion": ""}
+    v = versions[-1] if version is None else version
+    schema, judge = c.judges[v]
+    try:
+        out = judge(params, Path(root), crit[f"v{v}"], fits)
+    except (NotMeasured, FileNotFoundError) as e:
+        out = {"verdict": NOT_MEASURED, "measured": {}, "summary": f"not measured: {e}", "criterion": ""}
+    return out | {"criteria_version": v}
+
+
 def build_claims(params: dict, root: str | Path = ".") -> dict:
+    """Every registered claim judged under every registered criteria version; the latest gives the verdict."""
     root = Path(root)
-    fits = json.loads((root / "metrics" / "powerlaw.json").read_text())
+    fits_file = root / "metrics" / "powerlaw.json"
+    fits = read_json(fits_file) if fits_file.exists() else None
     rows = {}
-    for key, fn in (("C1", lambda: claim_c1(params, root)), ("C2", lambda: claim_c2(params, root)),
-                    ("C3", lambda: claim_c3(params, root)), ("C4", lambda: claim_c4(params, fits)),
-                    ("split", lambda: claim_split(params, root)), ("layers", lambda: claim_layers(params, root))):
-        nb = LINKS[key]
-        try:
-            row = fn()
-        except (FileNotFoundError, KeyError) as e:
-            row = {"verdict": "not measured", "measured": {}, "summary": f"missing input: {e}", "criterion": ""}
-        rows[key] = {"claim": key, "statement": STATEMENTS[key]} | row | {
+    for key in CLAIMS:
+        c = CLAIMS[key]
+        crit = params["criteria"].get(key) or {}
+        versions = sorted(int(v[1:]) for v, block in crit.items() if block is not None)
+        row = judge_claim(key, params, root, fits)
+        earlier = {f"v{v}": judge_claim(key, params, root, fits, v) for v in versions[:-1]}
+        nb = c.notebook
+        rows[key] = {"claim": key, "statement": c.statement} | row | {
+            "earlier": {k: {f: e[f] for f in ("verdict", "summary", "criterion")} for k, e in earlier.items()},
             "figure": f"figures/{nb}.png", "figure_pdf": f"figures/{nb}.pdf", "notebook": f"notebooks/{nb}.ipynb"}
     return rows
 
@@ -289,32 +381,79 @@ def render_markdown(rows: dict, params: dict) -> str:
         "# Claims ledger",
         "",
         "Generated by `python -m eoslib ledger` (the `ledger` stage of `dvc.yaml`) from the run folders; do not "
-        "edit by hand. Criteria are fixed in `params.yaml` (`criteria`, `powerlaw.primary`) and were set before "
-        "the results were looked at. Profile: "
-        f"`{params.get('profile', 'default')}`. Numbers in `metrics/claims.json`.",
+        "edit by hand. Criteria are fixed in `params.yaml` (`criteria.<claim>.v<k>`, `powerlaw.primary`), each "
+        "version committed before the runs it judges; earlier versions' verdicts are listed below the table. "
+        f"Profile: `{params.get('profile', 'default')}`. Numbers in `metrics/claims.json`.",
         "",
         "| Claim | Verdict | Measured | Criterion | Figure | Notebook |",
         "|---|---|---|---|---|---|",
     ]
     esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     for key, r in rows.items():
-        lines.append(f"| **{key}** {esc(r['statement'])} | **{r['verdict']}** | {esc(r['summary'])} | "
-                     f"{esc(r['criterion'])} | [{Path(r['figure']).name}]({r['figure']}) | "
+        lines.append(f"| **{key}** {esc(r['statement'])} | **{r['verdict']}** (criteria v{r.get('criteria_version', '?')}) "
+                     f"| {esc(r['summary'])} | {esc(r['criterion'])} | [{Path(r['figure']).name}]({r['figure']}) | "
                      f"[{Path(r['notebook']).name}]({r['notebook']}) |")
+    earlier = [(k, v, e) for k, r in rows.items() for v, e in r.get("earlier", {}).items()]
+    if earlier:
+        lines += ["", "## Verdicts under earlier criteria (as first registered)", "",
+                  "| Claim | Criteria | Verdict | Measured | Criterion |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v} | {e['verdict']} | {esc(e['summary'])} | {esc(e['criterion'])} |" for k, v, e in earlier]
     lines += ["", "Verdicts: *holds* — the criterion is met everywhere it was tested; *partly* — in some "
               "settings/step sizes or for one of two conditions; *does not hold at this scale* — nowhere, in "
-              "these small CPU settings (it says nothing about the paper's scale).", ""]
+              "these small CPU settings (it says nothing about the paper's scale); *not measured* — this profile "
+              "has no runs for it.", ""]
     return "\n".join(lines)
 
 
 def write_ledger(params: dict, root: str | Path = ".") -> dict:
     root = Path(root)
-    rows = _clean(build_claims(params, root))
-    (root / "metrics").mkdir(exist_ok=True)
-    _json_dump(rows, root / "metrics" / "claims.json")
-    (root / "CLAIMS.md").write_text(render_markdown(rows, params))
+    rows = json_safe(build_claims(params, root))
+    write_json(rows, root / "metrics" / "claims.json")
+    write_text(render_markdown(rows, params), root / "CLAIMS.md")
     return rows
 
 
-def _isnan(x) -> bool:
-    return isinstance(x, float) and math.isnan(x)
+def claim_result(key: str, params: dict, root: str | Path = ".") -> dict:
+    """The ledger row of one claim (as in CLAIMS.md), computed afresh — what the notebooks print."""
+    fits_file = Path(root) / "metrics" / "powerlaw.json"
+    return judge_claim(key, params, root, read_json(fits_file) if fits_file.exists() else None)
+
+
+__all__ = ["CLAIMS", "claim", "criteria_schema", "fit_all", "write_fits", "build_claims", "judge_claim",
+           "claim_result", "render_markdown", "write_ledger", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "VERDICTS"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m eoslib.ledger [--root R] fit|ledger`` (also ``eoslib fit`` / ``eoslib ledger``)."""
+    import argparse
+
+    from .io import read_params
+
+    ap = argparse.ArgumentParser(prog="python -m eoslib.ledger", description="power-law fits or the claims ledger")
+    ap.add_argument("--root", default=".", help="profile folder holding params.yaml")
+    ap.add_argument("what", choices=("fit", "ledger"))
+    a = ap.parse_args(argv)
+    p = read_params(a.root)
+    if a.what == "fit":
+        out = write_fits(p, a.root)
+        prim = out["primary"]
+        for s, r2 in out["primary_r2"].items():
+            f = out["fits"][s][prim["endpoint"]][prim["measure"]]
+            print(f"{s}: {prim['measure']}@{prim['endpoint']} β = {f.get('beta')}, R² = {r2}")
+    else:
+        for k, r in write_ledger(p, a.root).items():
+            print(f"{k}: {r['verdict']} — {r['summary']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+def criteria(params: dict, key: str, version: int | None = None) -> dict:
+    """The criteria block of claim ``key`` in params.yaml: version ``version`` (default: the latest)."""
+    crit = {k: v for k, v in (params["criteria"].get(key) or {}).items() if v is not None}
+    if not crit:
+        raise KeyError(f"no criteria registered for claim {key!r} in params.yaml")
+    v = max(int(k[1:]) for k in crit) if version is None else version
+    return crit[f"v{v}"]

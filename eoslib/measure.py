@@ -2,19 +2,19 @@
 
 Columns it adds to the trajectory row of θ (every ``every`` steps and at the final iterate):
 ``accuracy``; ``hess_lam1``, ``ggn_lam1``, ``res_lam1`` — λ_max of ∇²L, G and H (largest algebraic);
-``share_1..share_K`` — layer shares ‖w_k‖² of λ_max(G); for MLPs the alignment summaries on a fixed probe
-subset (``alpha_mean``, ``alpha_median``, ``alpha_gmean`` of α(x) = ‖P₁‖/Πₖ‖Jᵏ‖, ``chain_gain`` = mean ‖P₁‖,
-``jnorm_k`` = geometric mean of ‖Jᵏ‖₂, ``afac_k`` = mean aₖ); ``measure_seconds``, the hook's own cost.
+``share_1..share_K`` — layer shares ‖w_k‖² of λ_max(G); on a fixed probe subset every registered alignment
+measure (:mod:`eoslib.measures`: ``alpha_mean``, ``alpha_median``, ``alpha_gmean``, ``chain_gain``, …) and per
+layer ``jnorm_k`` = geometric mean of ‖Jᵏ‖₂, ``afac_k`` = mean aₖ; ``measure_seconds``, the hook's own cost.
 Eigenvectors are warm-started from the previous measurement.
 """
 from __future__ import annotations
 
 import time
 
-import torch
+import numpy as np
 from torch import Tensor
 
-from .alignment import _is_mlp, alignment_summary
+from .alignment import probe_subset
 from .curvature import OPERATORS, shares_of
 from .eigen import top_eigenpairs
 from .objective import Objective
@@ -62,12 +62,11 @@ class Measurement:
             row[f"{_SHORT[name]}_lam1"] = float(r.values[0])
             if name == "ggn" and self.shares:
                 row |= {f"share_{k + 1}": float(s) for k, s in enumerate(shares_of(objective, r.vectors[:, 0]))}
-        if self.alignment and _is_mlp(objective.model):
-            model = objective.to_model(theta)
-            with torch.no_grad():
-                s = alignment_summary(model, objective.X, probe=self.probe, seed=self.seed)
-            row |= {k: s[k] for k in ("alpha_mean", "alpha_median", "alpha_gmean")}
-            row["chain_gain"] = s["chain_gain_mean"]
-            row |= {f"jnorm_{k + 1}": float(torch.tensor(v).exp()) for k, v in enumerate(s["log_norm_mean"])}
-            row |= {f"afac_{k + 1}": v for k, v in enumerate(s["factor_mean"])}
+        if self.alignment:
+            from .measures import MEASURES, probe_stats
+
+            st = probe_stats(objective.to_model(theta), probe_subset(objective.X, self.probe, self.seed))
+            row |= {n: MEASURES[n].fn(st) for n in MEASURES if MEASURES[n].source == "alignment"}
+            row |= {f"jnorm_{k + 1}": float(v) for k, v in enumerate(np.exp(np.log(st.norms).mean(axis=0)))}
+            row |= {f"afac_{k + 1}": float(v) for k, v in enumerate(st.factors.mean(axis=0))}
         return row

@@ -10,11 +10,10 @@
 * :func:`write_metrics` — ``metrics/<name>.json`` (JSON-safe: NaN/inf → null), the numbers a notebook reports.
 
 Nothing here computes results: the notebooks take their numbers from :mod:`eoslib.ledger` and the run folders
-(:mod:`eoslib.runs`), so a notebook and ``CLAIMS.md`` agree.
+(:mod:`eoslib.results`), so a notebook and ``CLAIMS.md`` agree.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,16 +23,37 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from .runs import find_root
+from .io import write_json
+from .results import profile_root
 
-#: the loss conventions (paper-notes §2): state them wherever a sharpness value is shown
-LOSS_CONVENTION = {
-    "mse": r"MSE $\ell = \frac{1}{2}\|z - \mathrm{onehot}(y)\|^2$",
-    "ce": "CE (softmax cross-entropy)",
-}
-#: short loss tags for axis labels; :func:`loss_footnote` spells the conventions out under a figure
-LOSS_SHORT = {"mse": "MSE", "ce": "CE"}
-LOSS_FULL = {"mse": "MSE = ½‖z − onehot(y)‖² per example", "ce": "CE = softmax cross-entropy"}
+class _FromRegistry(dict):
+    """A read-only name → text view of a registry (so a new loss/dataset/solver needs no edit here)."""
+
+    def __init__(self, get):
+        super().__init__()
+        self._get = get
+
+    def __missing__(self, key):
+        return self._get(key)
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+def _loss_entry(name):
+    from .losses import LOSSES
+
+    return LOSSES.entry(name)
+
+
+#: short loss tags for axis labels (the loss registry's labels, e.g. "CE", "MSE")
+LOSS_SHORT = _FromRegistry(lambda n: _loss_entry(n).label)
+#: the loss conventions (paper-notes §2), spelled out under a figure by :func:`loss_footnote`
+LOSS_FULL = _FromRegistry(lambda n: _loss_entry(n).meta.get("convention", _loss_entry(n).label))
+LOSS_CONVENTION = LOSS_FULL
 
 #: axis labels with units / definitions (mathtext)
 LABELS = {
@@ -43,32 +63,45 @@ LABELS = {
     "n": "dataset size $N$",
     "loss": "training loss $L(\\theta)$",
     "dt": r"step $\Delta t$",
-    "sharpness": r"sharpness $\lambda_{\max}(\nabla^2 L)$",
+    "sharpness": r"sharpness $\lambda_{\max}(\nabla^2 L)$",  # also a measure; the figure label is this one
     "hess_lam1": r"$\lambda_{\max}(\nabla^2 L)$",
     "ggn_lam1": r"$\lambda_{\max}(G)$",
     "res_lam1": r"$\lambda_{\max}(H)$",
     "eos_ratio": r"$\lambda_{\max}(\nabla^2 L)\,\eta\,/\,2$",
     "rel_dist": r"$\|\theta(t) - \theta_{\mathrm{ref}}(t)\|\ /\ \|\theta_{\mathrm{ref}}(t_{\mathrm{end}}) - \theta_0\|$",
     "share": r"share $\|w_k\|^2$ of $\lambda_{\max}(G)$",
-    "alpha_mean": r"mean chain alignment $\bar\alpha$",
-    "alpha_median": r"median chain alignment $\tilde\alpha$",
-    "alpha_gmean": r"geometric-mean chain alignment",
-    "one_minus_alpha": r"$1 - \bar\alpha$",
-    "chain_gain": r"chain gain $\|P_1\|_2$ (mean)",
-    "alpha_growth": r"$\bar\alpha_{\mathrm{end}} / \bar\alpha_{\mathrm{init}}$",
     "afac": r"per-layer factor $a_k$ (mean)",
     "r2": r"$R^2$ of the log–log fit",
     "beta": r"exponent $\beta$",
 }
 
-#: fixed colours of the solvers (GD step sizes: :func:`lr_palette`)
-SOLVER_COLORS = {"reference": "#000000", "ee": "#0173B2"}
-SOLVER_NAMES = {"reference": "reference flow (high-accuracy ODE)", "ee": "exponential Euler"}
+def _solver_name(key: str) -> str:
+    from .solvers import SOLVERS
+
+    return "reference flow (high-accuracy ODE)" if key == "reference" else SOLVERS.label(key)
+
+
+def _solver_color(key: str) -> str:
+    from .solvers import SOLVERS
+
+    if key == "reference":
+        return "#000000"
+    cols = sns.color_palette("dark", 10).as_hex()
+    return cols[SOLVERS.names().index(key) % len(cols)] if key in SOLVERS else "#555555"
+
+
+#: fixed colours and names of the solvers, from the solver registry (GD step sizes: :func:`lr_palette`)
+SOLVER_COLORS = _FromRegistry(_solver_color)
+SOLVER_NAMES = _FromRegistry(_solver_name)
 
 _SETTING_COLORS = sns.color_palette("colorblind", 10)
 _ACTIVATION_NAMES = {"elu": "ELU", "tanh": "tanh", "relu": "ReLU", "gelu": "GELU", "softplus": "softplus"}
-_DATASET_NAMES = {"digits": "digits", "mnist1d": "MNIST-1D", "fashion-mnist-mini": "Fashion-MNIST-mini",
-                  "fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}
+
+
+def _dataset_label(name: str) -> str:
+    from .data import DATASETS
+
+    return DATASETS.label(name) if name in DATASETS else name
 
 
 def set_style(context: str = "notebook") -> None:
@@ -118,8 +151,11 @@ def layer_palette(depth: int) -> list[tuple]:
 
 
 def label(key: str, loss_fn: str | None = None) -> str:
-    """Axis label for a column/quantity; with ``loss_fn`` the loss convention is appended."""
-    s = LABELS.get(key, key)
+    """Axis label for a column/quantity (:data:`LABELS`, else the measure registry's label); with ``loss_fn``
+    the loss convention is appended."""
+    from .measures import MEASURES
+
+    s = LABELS.get(key) or (MEASURES.label(key) if key in MEASURES else key)
     return f"{s}, {LOSS_SHORT[loss_fn]}" if loss_fn else s
 
 
@@ -141,8 +177,8 @@ def setting_label(name: str, params: Mapping | None = None, n: int | None = None
     if s is None:
         out = name
     else:
-        parts = [_DATASET_NAMES.get(s["dataset"], s["dataset"]), _ACTIVATION_NAMES.get(s["activation"], s["activation"]),
-                 s["loss"].upper()]
+        parts = [_dataset_label(s["dataset"]), _ACTIVATION_NAMES.get(s["activation"], s["activation"]),
+                 LOSS_SHORT[s["loss"]]]
         out = " · ".join(parts) + (f" ({s['classes']} classes)" if s.get("classes") else "")
     if n is None:
         return out
@@ -250,7 +286,7 @@ def save_figure(fig, name: str, root: str | Path | None = None, dpi: int = 150) 
     """Write ``figures/<name>.png`` (``dpi``, for the README) and ``figures/<name>.pdf``; returns the paths.
     Log axes get plain tick labels first (:func:`tidy_log_axes`)."""
     tidy_log_axes(fig)
-    out = find_root(root) / "figures"
+    out = (profile_root() if root is None else Path(root)) / "figures"
     out.mkdir(exist_ok=True)
     paths = {}
     for ext in ("png", "pdf"):
@@ -260,28 +296,10 @@ def save_figure(fig, name: str, root: str | Path | None = None, dpi: int = 150) 
     return paths
 
 
-def _jsonable(x):
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    return x
-
-
 def write_metrics(name: str, numbers: Mapping, root: str | Path | None = None) -> Path:
-    """Write ``metrics/<name>.json`` (sorted keys, NaN/inf → null); returns the path."""
-    out = find_root(root) / "metrics"
-    out.mkdir(exist_ok=True)
-    p = out / f"{name}.json"
-    p.write_text(json.dumps(_jsonable(numbers), indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    """Write ``metrics/<name>.json`` of the profile at ``root`` (sorted keys, NaN/inf → null); returns the path."""
+    p = (profile_root() if root is None else Path(root)) / "metrics" / f"{name}.json"
+    write_json(numbers, p)
     return p
 
 

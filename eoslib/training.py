@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .io import atomic_save
+
 #: ``hook(objective, theta, step, t, final) -> dict | None``: extra columns for the row of θ at this step.
 Hook = Callable[..., "dict | None"]
 
@@ -28,12 +30,19 @@ class DivergenceError(FloatingPointError):
 
 @dataclass(frozen=True)
 class Stop:
-    """When to stop: the first of L(θ) < ``loss``, t ≥ ``time`` (the last step is shortened to land on it
-    where the solver allows), or ``steps`` steps taken."""
+    """When to stop: the first of L(θ) < ``loss``, t ≥ ``time``, or ``steps`` steps taken.
+
+    A time limit is met exactly: the last step is shortened (``dt_cap``) to land on t = ``time``. With ``land``
+    (default) a loss threshold is met the same way: when a step takes the loss below ``loss``, that step is
+    retaken from the previous iterate with a shorter Δt, chosen by safeguarded secant iterations on
+    log L(θ(Δt)) − log ``loss``, until |L/``loss`` − 1| ≤ ``land_rtol`` (solvers that ignore ``dt_cap``, like
+    GD, cannot land: their first iterate below the threshold ends the run, marked ``landed = False``)."""
 
     loss: float | None = None
     time: float | None = None
     steps: int = 100_000
+    land: bool = True
+    land_rtol: float = 0.01
 
     def __post_init__(self) -> None:
         if self.loss is not None and not self.loss > 0:
@@ -42,6 +51,8 @@ class Stop:
             raise ValueError(f"Stop.time must be positive (got {self.time})")
         if self.steps < 0:
             raise ValueError(f"Stop.steps must be ≥ 0 (got {self.steps})")
+        if not 0 < self.land_rtol < 1:
+            raise ValueError(f"Stop.land_rtol must be in (0, 1) (got {self.land_rtol})")
 
 
 @dataclass
@@ -55,15 +66,6 @@ class TrainResult:
     extras: dict = field(default_factory=dict)
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _expand(rec: dict) -> dict:
     """Flatten the solver's record into table columns: eigs → lam1..lamk and sharpness = lam1."""
     rec = dict(rec)
@@ -72,6 +74,41 @@ def _expand(rec: dict) -> dict:
         rec["sharpness"] = eigs[0]
         rec |= {f"lam{j + 1}": v for j, v in enumerate(eigs)}
     return rec
+
+
+def _land(solver, objective, theta_prev: Tensor, dt_full: float, loss_prev: float, loss_next: float,
+          target: float, rtol: float, max_evals: int = 12) -> tuple[Tensor, float, float, int] | None:
+    """Retake the step from ``theta_prev`` with a Δt ∈ (0, ``dt_full``) so that L(θ) = ``target``·(1 ± rtol).
+
+    f(Δt) = log L(step(θ_prev, Δt)) − log target changes sign on [0, dt_full] (f(0) > 0 > f(dt_full));
+    Illinois-modified regula falsi keeps the root bracketed and converges superlinearly (two or three
+    re-steps in practice). Returns (θ, Δt, L, evaluations), or None when the solver ignores ``dt_cap``."""
+    lo, flo = 0.0, math.log(loss_prev / target)
+    hi, fhi = dt_full, math.log(loss_next / target)
+    side = 0
+    best = None
+    for n in range(1, max_evals + 1):
+        dt = hi - fhi * (hi - lo) / (fhi - flo) if fhi != flo else (lo + hi) / 2
+        dt = min(max(dt, lo + 1e-3 * (hi - lo)), hi - 1e-3 * (hi - lo))  # stay strictly inside the bracket
+        th, rec = solver.step(objective, theta_prev, dt_cap=dt)
+        if rec["dt"] > dt * (1 + 1e-9):
+            return None  # the solver does not shorten its step: cannot land
+        loss = objective.loss(th).item()
+        f = math.log(loss / target) if loss > 0 else -math.inf
+        best = (th, dt, loss, n)
+        if abs(loss / target - 1) <= rtol:
+            break
+        if f > 0:
+            lo, flo = dt, f
+            if side == 1:
+                fhi /= 2
+            side = 1
+        else:
+            hi, fhi = dt, f
+            if side == -1:
+                flo /= 2
+            side = -1
+    return best
 
 
 def train(
@@ -95,10 +132,12 @@ def train(
     theta = (objective.theta0 if theta0 is None else theta0).detach().clone()
     rows: list[dict] = []
     t, step, elapsed = 0.0, 0, 0.0
+    prev: tuple[Tensor, float, float] | None = None  # (θ, Δt, loss) of the previous iterate, for landing
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=False)
         theta, rows, t, step, elapsed = state["theta"], state["rows"], state["t"], state["step"], state["seconds"]
         solver.load_state_dict(state["solver"])
+        prev = state.get("prev")
     start = time.perf_counter() - elapsed
     bar = tqdm(total=until.steps, initial=step, desc=desc, disable=not progress, mininterval=1.0)
     stopped_by = "steps"
@@ -119,8 +158,15 @@ def train(
             raise DivergenceError(f"{desc}: loss became {loss} at step {step} (t={t:.6g}); lower the step size")
         if until.loss is not None and loss < until.loss:
             final, stopped_by, theta_next = True, "loss", theta
-            row = {k: v for k, v in row.items() if k in ("step", "t", "loss") or k.startswith("lam") or k in (
-                "sharpness", "grad_norm", "eig_matvecs", "eig_converged", "eig_residual")}
+            landed = _land(solver, objective, prev[0], prev[1], prev[2], loss, until.loss, until.land_rtol) \
+                if until.land and prev is not None else None
+            if landed is not None:  # the last step retaken with a shorter Δt: θ on the threshold
+                theta, dt_land, loss, evals = landed
+                t = rows[-1]["t"] + dt_land
+                rows[-1]["dt"] = dt_land
+                row = {"step": step, "t": t, "loss": loss, "landed": True, "land_evals": evals}
+            else:  # nothing to land on (the first iterate is below) or the solver cannot shorten its step
+                row["landed"] = False
         for hook in hooks:
             extra = hook(objective, theta, step=step, t=t, final=final)
             if extra:
@@ -130,13 +176,14 @@ def train(
             break
         if not torch.isfinite(theta_next).all():
             raise DivergenceError(f"{desc}: parameters became non-finite at step {step} (t={t:.6g})")
+        prev = (theta, row["dt"], loss)
         theta, t, step = theta_next, t + row["dt"], step + 1
         bar.update(1)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss:.4g}", t=f"{t:.4g}", lam1=f"{row.get('sharpness', float('nan')):.4g}")
         if checkpoint is not None and step % checkpoint_every == 0:
             atomic_save({"theta": theta, "rows": rows, "t": t, "step": step, "solver": solver.state_dict(),
-                         "seconds": time.perf_counter() - start}, checkpoint)
+                         "prev": prev, "seconds": time.perf_counter() - start}, checkpoint)
     bar.close()
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()

@@ -1,0 +1,92 @@
+"""The ``endpoints`` stage: every pre-registered measure at every end point of every sweep run.
+
+Sweep runs store θ at their end points (``endpoints.pt``: init, threshold, time); this stage rebuilds each
+run's objective, evaluates the measures listed in ``powerlaw.measures`` (see :mod:`eoslib.measures`) at each
+end point on the run's fixed probe subset, and writes ``runs/endpoints/<setting>.csv`` — one row per
+(run, end point), read back by :func:`eoslib.results.endpoint_table`. Measuring apart from training means a
+new measure re-runs this stage only.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .io import read_json
+from .results import describe
+
+
+def measure_run(name: str, root: str | Path, measures: list[str]) -> list[dict]:
+    """Rows (one per reached end point) of the measures at the end points of the finished sweep run ``name``."""
+    import torch
+
+    from .experiments.base import build_objective
+    from .measures import measure_point
+
+    folder = Path(root) / "runs" / name
+    cfg, summ = read_json(folder / "config.json"), read_json(folder / "summary.json")
+    thetas = torch.load(folder / "endpoints.pt", weights_only=False)
+    objective, _ = build_objective(cfg)
+    ident = describe(name, cfg)
+    cache: dict = {}
+    init = measure_point(objective, thetas["init"], measures, probe=cfg["probe"], seed=cfg["seed"], cache=cache)
+    rows = []
+    for ep, th in thetas.items():
+        vals = init if ep == "init" else measure_point(objective, th, measures, probe=cfg["probe"], seed=cfg["seed"],
+                                                        init=init, cache=cache)
+        rows.append(ident | {"endpoint": ep} | summ["endpoints"][ep] | vals)
+    return rows
+
+
+def _one(args) -> list[dict]:
+    return measure_run(*args)
+
+
+def write_endpoints(setting: str, root: str | Path, measures: list[str], workers: int = 1) -> Path:
+    """Measure every run of stage ``sweep-<setting>`` (from its plan) → ``runs/endpoints/<setting>.csv``."""
+    root = Path(root)
+    plan = json.loads((root / "runs" / "_plan" / f"sweep-{setting}.json").read_text())
+    names = sorted(plan["runs"], key=lambda n: -plan["runs"][n]["n"])
+    missing = [n for n in names if not (root / "runs" / n / "summary.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"sweep runs not finished: {missing[:3]}{' …' if len(missing) > 3 else ''}; "
+                                f"run `python -m eoslib train --stage sweep-{setting}` first")
+    args = [(n, str(root), list(measures)) for n in names]
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            rows = [r for rs in pool.map(_one, args) for r in rs]
+    else:
+        rows = [r for a in args for r in _one(a)]
+    out = root / "runs" / "endpoints" / f"{setting}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows).sort_values(["n", "seed", "endpoint"], kind="stable")
+    tmp = out.with_name(out.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m eoslib.endpoints [--root R] --setting S`` (also ``eoslib endpoints``)."""
+    import argparse
+    import time
+
+    from .io import read_params
+
+    ap = argparse.ArgumentParser(prog="python -m eoslib endpoints", description="measure the sweep end points")
+    ap.add_argument("--root", default=".", help="profile folder holding params.yaml")
+    ap.add_argument("--setting", required=True)
+    a = ap.parse_args(argv)
+    p = read_params(a.root)
+    t = time.perf_counter()
+    out = write_endpoints(a.setting, a.root, p["powerlaw"]["measures"], workers=p["executor"].get("workers", 1))
+    print(f"{out}: measured in {time.perf_counter() - t:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

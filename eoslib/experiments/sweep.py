@@ -1,0 +1,102 @@
+"""The power-law sweep (claim C4): settings × sizes N × seeds, each trained by the flow solver to two end points.
+
+End points: ``threshold`` — the flow lands on the loss threshold (the last step retaken shorter, so
+L = threshold within 1 %, see :class:`eoslib.training.Stop`); ``time`` — flow time ``sweep.time`` exactly;
+``init`` — θ₀. Training stores θ at each end point in ``endpoints.pt``; the ``endpoints`` stage measures every
+registered measure there (:mod:`eoslib.measures`), so a new measure needs no retraining.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..schema import Int, ListOf, Num, Opt, Text
+from .base import KINDS, SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, solver_spec
+
+SCHEMA = {
+    "settings": ListOf(Text()),
+    "sizes": ListOf(Int(minimum=2), ascending=True),
+    "seeds": ListOf(Int(minimum=0)),
+    "time": Num(),
+    "max_steps": Int(),
+    "probe": Int(),
+    "solver": Opt(SOLVER_SPEC),  # the flow solver of the sweep (default: the top-level `solver`)
+}
+
+
+def plan(p: dict) -> dict[str, Stage]:
+    """One stage per setting (``sweep-<setting>``), its runs ``sweep/<setting>/n<N>/seed<s>``, largest N first."""
+    sw = p["sweep"]
+    out = {}
+    for s in sw["settings"]:
+        runs = {}
+        for n in sorted(sw["sizes"], reverse=True):
+            for seed in sw["seeds"]:
+                c = base_config(p, s, n, seed, "sweep.sizes")
+                c |= {"kind": "sweep", "solver": solver_spec(p, sw.get("solver")), "time": sw["time"],
+                      "max_steps": sw["max_steps"], "probe": sw["probe"]}
+                runs[f"sweep/{s}/n{n}/seed{seed}"] = c
+        out[f"sweep-{s}"] = Stage("sweep", f"runs/sweep/{s}", runs)
+    return out
+
+
+def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]:
+    """Two phases so both end points are exact: train to the first of (threshold, time), then on to the other."""
+    import torch
+
+    from ..io import atomic_save
+    from ..training import Stop, train
+
+    objective, _ = build_objective(config)
+    thr, T, steps = config["loss_threshold"], config["time"], config["max_steps"]
+    solver = build_solver(config["solver"])
+    p1 = folder / "phase1.pt"
+    if p1.exists():
+        st = torch.load(p1, weights_only=False)
+        tab1, theta, stop1, sec1 = st["table"], st["theta"], st["stopped_by"], st["seconds"]
+        solver.load_state_dict(st["solver"])
+    else:
+        r = train(solver, objective, until=Stop(loss=thr, time=T, steps=steps), checkpoint=folder / "checkpoint.pt",
+                  checkpoint_every=50, progress=progress, desc=str(folder))
+        tab1, theta, stop1, sec1 = r.table, r.theta, r.stopped_by, r.seconds
+        atomic_save({"table": tab1, "theta": theta, "stopped_by": stop1, "seconds": sec1,
+                     "solver": solver.state_dict()}, p1)
+    t1 = float(tab1["t"].iloc[-1])
+    thetas = {stop1: theta}
+    if stop1 == "time":
+        until2 = Stop(loss=thr, steps=steps)
+    elif stop1 == "loss" and T - t1 > 1e-12 * T:
+        until2 = Stop(time=T - t1, steps=steps)
+    else:
+        until2 = None  # step budget exhausted (or the threshold hit exactly at T): nothing more to reach
+    stop2, sec2, tab = None, 0.0, tab1
+    if until2 is not None:
+        r2 = train(solver, objective, theta0=theta, until=until2, checkpoint=folder / "checkpoint.pt",
+                   checkpoint_every=50, progress=progress, desc=str(folder))
+        tab2 = r2.table.copy()
+        tab2["step"] += int(tab1["step"].iloc[-1])
+        tab2["t"] += t1
+        # phase 1's final row is phase 2's first iterate: one row with both rows' information
+        tab1 = tab1.copy()
+        merged = tab1.iloc[-1].combine_first(tab2.iloc[0].drop(["step", "t"]))
+        for k, v in merged.items():
+            tab1.loc[tab1.index[-1], k] = v
+        tab = pd.concat([tab1, tab2.iloc[1:]], ignore_index=True)
+        thetas[r2.stopped_by] = r2.theta
+        stop2, sec2, theta = r2.stopped_by, r2.seconds, r2.theta
+    names = {"loss": "threshold", "time": "time"}  # how a phase stopped → the end point it reached
+    idx = {"init": 0}
+    if stop1 in names:
+        idx[names[stop1]] = len(tab1) - 1
+    if stop2 in names:
+        idx[names[stop2]] = len(tab) - 1
+    ends = {"init": objective.theta0, **{names[h]: th for h, th in thetas.items() if h in names}}
+    rows = {ep: {k: tab[k].iloc[i] for k in ("step", "t", "loss")} for ep, i in idx.items()}
+    atomic_save({ep: th.detach().clone() for ep, th in ends.items()}, folder / "endpoints.pt")
+    info = {"stopped_by": [stop1, stop2], "seconds": sec1 + sec2, "endpoints": rows, "theta": theta}
+    return tab, info
+
+
+KINDS.add("sweep", Experiment("sweep", plan, run, "power-law sweep over N × seeds to two end points"),
+          label="power-law sweep", schema=SCHEMA)

@@ -1,0 +1,195 @@
+"""The registered measures: what can be measured at a parameter vector θ and fitted against N (claim C4).
+
+Each measure is ONE definition registered in :data:`MEASURES` with a label (for figures) and a *source*:
+
+* ``"alignment"`` — ``fn(stats) -> float`` of the per-example layerwise-Jacobian statistics on the fixed probe
+  subset (:class:`ProbeStats`, computed once per point for all such measures);
+* ``"curvature"`` — ``fn(objective, theta, cache) -> float`` (e.g. λ_max(∇²L); ``cache`` carries warm starts);
+* ``"derived"`` — ``fn(row, init) -> float`` from other measures at this point and at θ₀ (``requires``
+  lists them).
+
+:func:`measure_point` evaluates a list of names at θ; the ``endpoints`` stage calls it at every sweep end point
+and :class:`eoslib.measure.Measurement` along trajectories. Adding a measure: one decorated function here,
+then its name in ``params.yaml`` (``powerlaw.measures``) — the end points are re-measured, nothing is retrained.
+
+Notation (paper-notes §2): α(x) = ‖P₁(x)‖₂ / Πₖ‖Jᵏ(x)‖₂ (chain alignment), ‖P₁‖₂ the chain gain.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .registry import Registry
+
+SOURCES = ("alignment", "curvature", "derived")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A registered measure: ``fn`` and its ``source`` (see the module docstring); ``requires`` names the
+    measures a derived one is computed from."""
+
+    fn: Callable
+    source: str
+    requires: tuple[str, ...] = ()
+
+
+#: measure name → :class:`Measure`
+MEASURES: Registry[Measure] = Registry("measure")
+
+
+def measure(name: str, label: str, source: str, requires: Iterable[str] = ()):
+    """Decorator registering ``fn`` as the measure ``name``."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+
+    def deco(fn):
+        MEASURES.add(name, Measure(fn, source, tuple(requires)), label=label)
+        return fn
+
+    return deco
+
+
+@dataclass(frozen=True)
+class ProbeStats:
+    """Per-example statistics of the layerwise Jacobians on the probe subset (float64 numpy arrays).
+
+    ``norms`` N × (K−1): ‖Jᵏ(xᵢ)‖₂; ``chain`` N: ‖P₁(xᵢ)‖₂; ``factors`` N × (K−1): aₖ(xᵢ);
+    ``log_alpha`` = log‖P₁‖ − Σₖ log‖Jᵏ‖; ``extra``: further per-example arrays of alignment_stats."""
+
+    norms: np.ndarray
+    chain: np.ndarray
+    factors: np.ndarray
+    extra: Mapping[str, np.ndarray]
+
+    @property
+    def log_alpha(self) -> np.ndarray:
+        return np.log(self.chain) - np.log(self.norms).sum(axis=1)
+
+    @property
+    def alpha(self) -> np.ndarray:
+        return np.exp(self.log_alpha)
+
+
+def probe_stats(model, X) -> ProbeStats:
+    """The :class:`ProbeStats` of ``model`` on the rows X (one pass of :func:`eoslib.alignment.alignment_stats`)."""
+    import torch
+
+    from .alignment import alignment_stats
+
+    with torch.no_grad():
+        out = alignment_stats(model, X)
+    if isinstance(out, tuple):
+        norms, chain, factors = out[:3]
+        extra = {}
+    else:  # a mapping of named per-example tensors
+        norms, chain, factors = out["norms"], out["chain"], out["factors"]
+        extra = {k: v for k, v in out.items() if k not in ("norms", "chain", "factors")}
+    f = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
+    return ProbeStats(f(norms), f(chain), f(factors), {k: f(v) for k, v in extra.items()})
+
+
+# ---------------------------------------------------------------------------------------------- alignment
+
+
+@measure("alpha_mean", r"mean chain alignment $\bar\alpha$", "alignment")
+def alpha_mean(s: ProbeStats) -> float:
+    """ᾱ = mean over the probe of α(x) = ‖P₁(x)‖₂ / Πₖ‖Jᵏ(x)‖₂ (the primary measure)."""
+    return float(s.alpha.mean())
+
+
+@measure("alpha_median", r"median chain alignment $\tilde\alpha$", "alignment")
+def alpha_median(s: ProbeStats) -> float:
+    return float(np.median(s.alpha))
+
+
+@measure("alpha_gmean", r"geometric-mean chain alignment", "alignment")
+def alpha_gmean(s: ProbeStats) -> float:
+    """exp(mean log α)."""
+    return float(np.exp(s.log_alpha.mean()))
+
+
+@measure("chain_gain", r"chain gain $\|P_1\|_2$ (mean)", "alignment")
+def chain_gain(s: ProbeStats) -> float:
+    """mean ‖P₁(x)‖₂ = mean α(x)·Πₖ‖Jᵏ(x)‖₂."""
+    return float(s.chain.mean())
+
+
+@measure("log_norm_product", r"$\sum_k \log\|J^k\|_2$ (mean)", "alignment")
+def log_norm_product(s: ProbeStats) -> float:
+    """mean Σₖ log‖Jᵏ(x)‖₂: the layer-norm part of log‖P₁‖ = log α + Σₖ log‖Jᵏ‖."""
+    return float(np.log(s.norms).sum(axis=1).mean())
+
+
+# ---------------------------------------------------------------------------------------------- curvature
+
+
+@measure("sharpness", r"sharpness $\lambda_{\max}(\nabla^2 L)$", "curvature")
+def sharpness(objective, theta, cache: dict) -> float:
+    """λ_max(∇²L) by warm-started LOBPCG (relative residual 10⁻³, as the solvers track it)."""
+    from .eigen import top_eigenpairs
+
+    r = top_eigenpairs(objective.hvp_operator(theta), objective.P, 1, v0=cache.get("hessian"), tol=1e-3,
+                       device=theta.device)
+    cache["hessian"] = r.vectors
+    return float(r.values[0])
+
+
+# ---------------------------------------------------------------------------------------------- derived
+
+
+@measure("one_minus_alpha", r"$1 - \bar\alpha$", "derived", requires=("alpha_mean",))
+def one_minus_alpha(row: Mapping, init: Mapping) -> float:
+    return 1.0 - row["alpha_mean"]
+
+
+@measure("alpha_growth", r"$\bar\alpha_{\mathrm{end}} / \bar\alpha_{\mathrm{init}}$", "derived",
+         requires=("alpha_mean",))
+def alpha_growth(row: Mapping, init: Mapping) -> float:
+    """ᾱ at this point over ᾱ at θ₀."""
+    a0 = init.get("alpha_mean", np.nan)
+    return row["alpha_mean"] / a0 if a0 and np.isfinite(a0) else np.nan
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def closure(names: Iterable[str]) -> list[str]:
+    """``names`` plus everything their derived measures require, each once, requirements first."""
+    out: list[str] = []
+
+    def add(n: str) -> None:
+        m = MEASURES[n]
+        for r in m.requires:
+            add(r)
+        if n not in out:
+            out.append(n)
+
+    for n in names:
+        add(n)
+    return out
+
+
+def measure_point(objective, theta, names: Iterable[str], probe=None, seed: int = 0, init: Mapping | None = None,
+                  cache: dict | None = None) -> dict[str, float]:
+    """The measures ``names`` (and what they require) at θ. ``probe``/``seed``: the fixed probe subset for
+    alignment measures (:func:`eoslib.alignment.probe_subset`); ``init``: the measures at θ₀ (for derived
+    ones; None means this point is θ₀); ``cache``: warm starts carried between calls."""
+    names = closure(names)
+    cache = {} if cache is None else cache
+    row: dict[str, float] = {}
+    srcs = {MEASURES[n].source for n in names}
+    if "alignment" in srcs:
+        from .alignment import probe_subset
+
+        stats = probe_stats(objective.to_model(theta), probe_subset(objective.X, probe, seed))
+        row |= {n: MEASURES[n].fn(stats) for n in names if MEASURES[n].source == "alignment"}
+    for n in names:
+        src = MEASURES[n].source
+        if src == "curvature":
+            row[n] = MEASURES[n].fn(objective, theta, cache)
+        elif src == "derived":
+            row[n] = MEASURES[n].fn(row, row if init is None else init)
+    return row

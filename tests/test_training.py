@@ -1,0 +1,119 @@
+"""The training loop: landing on a loss threshold and on a flow time against the exact flow of a quadratic,
+the final row keeping every solver field, checkpoints resuming the landing state."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from eoslib.objective import Objective
+from eoslib.solvers import ExponentialEuler, GradientDescent, phi1
+from eoslib.training import Stop, train
+
+
+def quadratic(n=3, d=6, q=2, seed=0):
+    """MSE on a bias-free linear model: L is exactly quadratic in θ (L* = 0 is reachable since n·q < P)."""
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Linear(d, q, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(q, d, generator=g, dtype=torch.float64))
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    return Objective(model, X, torch.randint(0, q, (n,), generator=g), loss="mse")
+
+
+def exact_loss(ob, t: float) -> float:
+    """L(θ(t)) on the exact gradient flow θ(t) = θ* + e^{−At}(θ₀ − θ*) of the quadratic, from the dense Hessian."""
+    A = ob.hvp(ob.theta0, torch.eye(ob.P, dtype=torch.float64))
+    lam, V = torch.linalg.eigh((A + A.T) / 2)
+    lam = torch.where(lam.abs() < 1e-12, torch.zeros_like(lam), lam)
+    th = ob.theta0 - V @ (phi1(lam, t) * (V.T @ ob.grad(ob.theta0)))
+    return ob.loss(th).item()
+
+
+def exact_crossing(ob, target: float) -> float:
+    """The flow time at which the exact flow's loss equals ``target`` (bisection; L(t) is decreasing)."""
+    lo, hi = 0.0, 1.0
+    while exact_loss(ob, hi) > target:
+        hi *= 2
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if exact_loss(ob, mid) > target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def test_lands_on_the_loss_threshold_of_the_exact_flow():
+    """Exponential Euler with every Hessian direction stiff integrates the quadratic exactly, for any Δt; so the
+    landed end point must sit where the exact flow's loss crosses the threshold, to the 1 % of the loss
+    tolerance (the loss is smooth in t: a 1 % loss error is a small time error)."""
+    ob = quadratic()
+    target = 0.3 * ob.loss(ob.theta0).item()
+    solver = ExponentialEuler(dt_max=0.5, stiff_dim=ob.N * ob.Q, tol=1e-10)
+    r = train(solver, ob, until=Stop(loss=target), progress=False)
+    end = r.table.iloc[-1]
+    assert r.stopped_by == "loss" and bool(end["landed"])
+    assert abs(end["loss"] / target - 1) <= 0.01
+    t_star = exact_crossing(ob, target)
+    # |dL/dt| = ‖∇L‖² near the crossing bounds the time error of a 1 % loss error: Δt ≤ 0.01·L/‖∇L‖²
+    g2 = ob.grad(r.theta).pow(2).sum().item()
+    assert abs(end["t"] - t_star) <= 0.01 * target / g2 * 1.01 + 1e-9
+    assert r.table["t"].iloc[-2] < t_star <= end["t"] + 1e-9 or abs(end["t"] - t_star) < 1e-6
+    # the table is consistent: t of each row = Σ of the Δt before it, with the shortened last step
+    dts = r.table["dt"].to_numpy()[:-1]
+    assert np.allclose(np.cumsum(dts), r.table["t"].to_numpy()[1:], rtol=0, atol=1e-12)
+
+
+def test_landing_can_be_switched_off_and_gd_cannot_land():
+    ob = quadratic()
+    target = 0.3 * ob.loss(ob.theta0).item()
+    lam1 = torch.linalg.eigvalsh(ob.hvp(ob.theta0, torch.eye(ob.P, dtype=torch.float64)))[-1].item()
+    r = train(ExponentialEuler(dt_max=0.5, stiff_dim=ob.N * ob.Q, tol=1e-10), ob,
+              until=Stop(loss=target, land=False), progress=False)
+    assert not bool(r.table["landed"].iloc[-1]) and r.table["loss"].iloc[-1] < target
+    # the final row keeps every field the solver recorded at that iterate (no whitelist: new fields survive)
+    assert {"lam1", "eig_matvecs", "grad_norm", "sharpness"} <= set(r.table.columns)
+    assert np.isfinite(r.table["eig_matvecs"].iloc[-1]) and np.isnan(r.table["dt"].iloc[-1])
+    g = train(GradientDescent(0.5 / lam1), ob, until=Stop(loss=target), progress=False)
+    assert g.stopped_by == "loss" and not bool(g.table["landed"].iloc[-1])
+
+
+def test_final_row_keeps_new_solver_fields():
+    """Regression: the threshold row was filtered through a whitelist of columns, so a solver's new record
+    field vanished on exactly the row the sweep's threshold end point reads."""
+
+    class Recording(GradientDescent):
+        def step(self, objective, theta, dt_cap=None):
+            th, rec = super().step(objective, theta, dt_cap)
+            return th, rec | {"stages": 7}
+
+    ob = quadratic()
+    r = train(Recording(0.01), ob, until=Stop(loss=0.9 * ob.loss(ob.theta0).item(), land=False), progress=False)
+    assert r.stopped_by == "loss" and r.table["stages"].iloc[-1] == 7
+
+
+def test_time_stop_is_exact_and_resume_keeps_landing(tmp_path):
+    ob = quadratic()
+    T = 1.3
+    r = train(ExponentialEuler(dt_max=0.4, stiff_dim=1, tol=1e-10), ob, until=Stop(time=T), progress=False)
+    assert r.stopped_by == "time" and r.table["t"].iloc[-1] == pytest.approx(T, abs=1e-12)
+    target = 0.05 * ob.loss(ob.theta0).item()
+    ck = tmp_path / "ck.pt"
+
+    class Interrupt(Exception):
+        pass
+
+    def crash(objective, theta, step, t, final):
+        if step == 3 and not ck.with_suffix(".done").exists():
+            ck.with_suffix(".done").touch()
+            raise Interrupt
+
+    mk = lambda: ExponentialEuler(dt_max=0.05, stiff_dim=ob.N * ob.Q, tol=1e-10)  # noqa: E731
+    full = train(mk(), ob, until=Stop(loss=target), progress=False)
+    with pytest.raises(Interrupt):
+        train(mk(), ob, until=Stop(loss=target), hooks=[crash], checkpoint=ck, checkpoint_every=2, progress=False)
+    resumed = train(mk(), ob, until=Stop(loss=target), hooks=[crash], checkpoint=ck, checkpoint_every=2,
+                    progress=False)
+    assert bool(resumed.table["landed"].iloc[-1])
+    assert resumed.table["t"].iloc[-1] == pytest.approx(full.table["t"].iloc[-1], rel=0, abs=1e-12)
+    assert torch.allclose(resumed.theta, full.theta, rtol=0, atol=1e-12)
+    assert math.isclose(resumed.table["loss"].iloc[-1], full.table["loss"].iloc[-1], rel_tol=1e-12)
