@@ -1,0 +1,91 @@
+"""Experiment kinds against independent oracles: the compare run's distances on a quadratic with a known flow,
+the sweep's end points (θ at init, on the loss threshold, at the fixed flow time) on a real tiny run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from eoslib.experiments import KINDS
+from eoslib.experiments.compare import distances
+from eoslib.objective import Objective
+from eoslib.solvers import phi1
+
+
+def quadratic(n=3, d=6, q=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Linear(d, q, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(q, d, generator=g, dtype=torch.float64))
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    return Objective(model, X, torch.randint(0, q, (n,), generator=g), loss="mse")
+
+
+def test_compare_distances_on_a_quadratic_with_a_known_flow():
+    """GD on a quadratic has the closed form θ_k − θ_flow(kη) computable by hand from the eigendecomposition
+    (θ_k = θ₀ − V·[(1 − (1 − ηλ)^k)/λ]·Vᵀg₀, the flow uses (1 − e^{−λt})/λ); every distance and the scale
+    ‖θ_ref(t_end) − θ₀‖ at the flow solver's end time t_end (not the last snapshot: GD's runs past it) must
+    match it."""
+    ob = quadratic()
+    A = ob.hvp(ob.theta0, torch.eye(ob.P, dtype=torch.float64))
+    lam, V = torch.linalg.eigh((A + A.T) / 2)
+    lam = torch.where(lam.abs() < 1e-12, torch.zeros_like(lam), lam)
+    c0 = V.T @ ob.grad(ob.theta0)
+    flow = lambda t: ob.theta0 - V @ (phi1(lam, t) * c0)  # noqa: E731
+
+    def gd(k, eta):
+        fac = torch.where(lam == 0, torch.full_like(lam, k * eta), (1 - (1 - eta * lam) ** k) / torch.where(lam == 0, 1, lam))
+        return ob.theta0 - V @ (fac * c0)
+
+    eta, t_end = 0.05, 0.5
+    snaps = {"ee": [(0.0, flow(0.0)), (0.25, flow(0.25) + 1e-3), (t_end, flow(t_end))],
+             "gd0.05": [(k * eta, gd(k, eta)) for k in range(0, 15)]}  # GD runs to t = 0.7 > t_end
+    df = distances(snaps, lambda ts: [flow(t) for t in ts], ob.theta0, t_end, lambda th: ob.loss(th).item())
+    scale = (flow(t_end) - ob.theta0).norm().item()
+    ee = df[df.solver == "ee"].set_index("t")
+    assert ee.loc[0.25, "dist"] == pytest.approx(1e-3 * np.sqrt(ob.P), rel=1e-9)  # a constant offset 1e-3 per entry
+    assert ee.loc[0.25, "rel_dist"] == pytest.approx(1e-3 * np.sqrt(ob.P) / scale, rel=1e-9)
+    assert ee.loc[t_end, "dist"] == pytest.approx(0.0, abs=1e-14)
+    g = df[df.solver == "gd"]
+    for k in (3, 10, 14):
+        t = k * eta
+        row = g[np.isclose(g.t, t, rtol=0, atol=1e-12)].iloc[0]
+        d = (gd(k, eta) - flow(t)).norm().item()
+        assert row["dist"] == pytest.approx(d, rel=1e-9)
+        assert row["rel_dist"] == pytest.approx(d / scale, rel=1e-9)
+        assert row["rel_dist_local"] == pytest.approx(d / (flow(t) - ob.theta0).norm().item(), rel=1e-9)
+    ref = df[df.solver == "reference"]
+    assert (ref.dist == 0).all() and set(np.round(ref.t, 12)) >= {0.25, t_end, 0.7}
+
+
+def tiny_sweep_config(time: float = 0.8, thr: float = 0.9) -> dict:
+    return {"kind": "sweep", "setting": {"name": "d", "dataset": "digits", "activation": "elu", "loss": "ce",
+                                         "classes": 3, "standardize": False},
+            "n": 24, "seed": 0, "model": {"width": 16, "depth": 3, "init": "default", "dtype": "float64"},
+            "threads": 1, "loss_threshold": thr, "solver": {"name": "ee", "dt_max": 0.5, "tol": 1e-6},
+            "time": time, "max_steps": 300, "probe": 16}
+
+
+@pytest.mark.parametrize("time", [0.8, 30.0])  # the time end point before, then after, the threshold
+def test_sweep_end_points(tmp_path, time):
+    from eoslib.experiments.base import build_objective
+
+    cfg = tiny_sweep_config(time=time)
+    tab, info = KINDS["sweep"].run(cfg, tmp_path, False)
+    thetas = torch.load(tmp_path / "endpoints.pt", weights_only=False)
+    assert set(thetas) == {"init", "threshold", "time"} == set(info["endpoints"])
+    ob, _ = build_objective(cfg)
+    assert torch.equal(thetas["init"], ob.theta0)
+    thr = cfg["loss_threshold"]
+    L_thr = ob.loss(thetas["threshold"]).item()
+    assert abs(L_thr / thr - 1) <= 0.01 and info["endpoints"]["threshold"]["loss"] == pytest.approx(L_thr, rel=1e-12)
+    assert info["endpoints"]["time"]["t"] == pytest.approx(time, abs=1e-9)
+    assert info["endpoints"]["time"]["loss"] == pytest.approx(ob.loss(thetas["time"]).item(), rel=1e-12)
+    # the rows are the table's rows at those end points, the table's t is the running sum of its Δt
+    for ep in ("threshold", "time"):
+        row = tab[tab.step == info["endpoints"][ep]["step"]].iloc[0]
+        assert row.t == pytest.approx(info["endpoints"][ep]["t"]) and row.loss == pytest.approx(info["endpoints"][ep]["loss"])
+    assert np.allclose(np.cumsum(tab.dt.to_numpy()[:-1]), tab.t.to_numpy()[1:], atol=1e-9)
+    first = "time" if time < info["endpoints"]["threshold"]["t"] else "threshold"
+    assert info["stopped_by"][0] == {"time": "time", "threshold": "loss"}[first]
