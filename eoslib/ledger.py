@@ -97,11 +97,18 @@ def _run_key(r: dict) -> str:
 
 
 def fit_all(params: dict, root: str | Path = ".") -> dict:
-    """Fit value ≈ c·N^β for every setting × end point × pre-registered measure (bootstrap over seeds)."""
-    from .powerlaw import fit_power_law
+    """Fit value ≈ c·N^β for every setting × end point × pre-registered measure.
+
+    Each entry holds the fit as first registered (:func:`eoslib.powerlaw.fit_power_law`: pooled OLS, R² over
+    pooled runs, bootstrap over seeds) and under ``analysis`` the seed-aware statistics
+    (:func:`eoslib.powerlaw.analyse_power_law`: per-seed slopes with a t-interval, R² on per-N means, a
+    saturating alternative compared by AICc)."""
+    from .powerlaw import analyse_power_law, fit_power_law
 
     pl = params["powerlaw"]
     ep = endpoint_table(root)
+    if "kind" in ep:
+        ep = ep[ep.kind == "sweep"]
     fits: dict = {}
     for setting in params["sweep"]["settings"]:
         for endpoint in pl["endpoints"]:
@@ -112,17 +119,26 @@ def fit_all(params: dict, root: str | Path = ".") -> dict:
                 ok = np.isfinite(vals) & (vals > 0)
                 entry = {"n_runs": int(len(sub)), "n_excluded": int((~ok).sum()),
                          "sizes": sorted(int(n) for n in sub.n.unique())}
+                N, v, g = sub.n.to_numpy(float)[ok], vals[ok], sub.seed.to_numpy()[ok]
                 try:
-                    f = fit_power_law(sub.n.to_numpy(float)[ok], vals[ok], groups=sub.seed.to_numpy()[ok],
-                                      n_boot=pl["n_boot"], level=pl["level"], seed=0)
+                    f = fit_power_law(N, v, groups=g, n_boot=pl["n_boot"], level=pl["level"], seed=0)
                     entry |= f.to_dict()
                     lo, hi = f.beta_interval
                     entry["beta_excludes_zero"] = bool(lo > 0 or hi < 0)
+                    entry["analysis"] = analyse_power_law(
+                        N, v, groups=g, level=pl["level"], n_boot=pl["n_boot"], seed=0,
+                        min_groups_bootstrap=pl.get("min_groups_bootstrap", 10)).to_dict()
                 except ValueError as e:
                     entry |= {"error": str(e)}
                 key[measure] = entry
-    r2 = {s: fits[s][pl["primary"]["endpoint"]][pl["primary"]["measure"]].get("r2") for s in fits}
-    return {"primary": pl["primary"], "primary_r2": r2, "fits": fits}
+    prim = pl["primary"]
+    r2 = {s: fits[s][prim["endpoint"]][prim["measure"]].get("r2") for s in fits}
+    paper = {}
+    try:
+        paper = {"paper_r2": criteria(params, "C4")["paper_r2"]}
+    except KeyError:
+        pass
+    return {"primary": prim, "primary_r2": r2, "fits": fits} | paper
 
 
 def write_fits(params: dict, root: str | Path = ".") -> dict:
@@ -292,6 +308,48 @@ def claim_c4(params, root, c, fits) -> dict:
     crit = (f"pre-registered primary measure {prim['measure']} at end point {prim['endpoint']}: in every setting "
             f"R² ≥ {c['min_r2']} and the bootstrap interval of β excludes 0 (partly: some settings)")
     return {"verdict": _verdict(oks), "measured": {"settings": per, "measures_with_r2_above_min_everywhere": following},
+            "summary": summary, "criterion": crit}
+
+
+@claim("C4", 2, {"paper_r2": Interval(), "min_r2_means": Num(maximum=1), "aicc_threshold": Num()})
+def claim_c4_v2(params, root, c, fits) -> dict:
+    """C4 with seed-aware statistics: per setting, the primary measure's R² on per-N means (the power law is a
+    claim about the mean trend, not the seed scatter) ≥ ``min_r2_means``, the t-interval of the per-seed slopes
+    excludes 0, and the saturating alternative a − b·N^(−c) is not preferred by AICc (ΔAICc ≤ threshold)."""
+    if not fits or not fits.get("fits"):
+        raise NotMeasured("no power-law fits (no sweep runs)")
+    prim = params["powerlaw"]["primary"]
+    per, oks = {}, []
+
+    def judge(f) -> dict:
+        a = f.get("analysis") or {}
+        lo, hi = a.get("beta_interval") or [None, None]
+        excl = lo is not None and hi is not None and (lo > 0 or hi < 0)
+        r2m, d = a.get("r2_means"), a.get("delta_aicc")
+        not_sat = d is None or d <= c["aicc_threshold"]
+        ok = bool(r2m is not None and r2m >= c["min_r2_means"] and excl and not_sat)
+        return {"beta": a.get("beta_t", f.get("beta")), "beta_interval": [lo, hi],
+                "interval": a.get("interval_method"), "r2_means": r2m, "r2_pooled": a.get("r2_pooled"),
+                "delta_aicc": d, "preferred": a.get("preferred"), "n_points": f.get("n_points"), "ok": ok}
+
+    for s, byep in fits["fits"].items():
+        per[s] = judge(byep.get(prim["endpoint"], {}).get(prim["measure"], {}))
+        oks.append(per[s]["ok"])
+    table = {f"{m}@{e}": {s: judge(fits["fits"][s].get(e, {}).get(m, {})) for s in fits["fits"]}
+             for m in params["powerlaw"]["measures"] for e in params["powerlaw"]["endpoints"]}
+    following = [k for k, by in table.items() if by and all(v["ok"] for v in by.values())]
+    lo, hi = c["paper_r2"]
+    fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+    r2m = [v["r2_means"] for v in per.values() if v["r2_means"] is not None]
+    summary = (f"{prim['measure']} at {prim['endpoint']}: " + "; ".join(
+        f"{s}: β = {fmt(v['beta'])} [{fmt(v['beta_interval'][0])}, {fmt(v['beta_interval'][1])}], R² means "
+        f"{fmt(v['r2_means'])} (pooled {fmt(v['r2_pooled'])}), ΔAICc {fmt(v['delta_aicc'])}" for s, v in per.items())
+        + (f"; R² on means {min(r2m):.2f}–{max(r2m):.2f} (paper {lo}–{hi})" if r2m else ""))
+    crit = (f"primary {prim['measure']} at {prim['endpoint']}: in every setting R² on per-N means ≥ "
+            f"{c['min_r2_means']}, the t-interval of the per-seed slopes excludes 0, and AICc does not prefer the "
+            f"saturating a − b·N^(−c) (ΔAICc ≤ {c['aicc_threshold']:g}) (partly: some settings)")
+    return {"verdict": _verdict(oks), "measured": {"settings": per, "all_measures": table,
+                                                   "measures_meeting_criterion_everywhere": following},
             "summary": summary, "criterion": crit}
 
 

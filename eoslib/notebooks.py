@@ -29,6 +29,30 @@ def source(name: str) -> Path:
     return f
 
 
+def platform_tag() -> str:
+    """The CPU model, a hash of its instruction-set flags and the torch version. Single-threaded CPU runs are
+    bit-for-bit reproducible on the same tag; on another CPU the last bits differ, and GD at the edge of
+    stability amplifies them, so an executed notebook's numbers are compared exactly only on the same tag."""
+    import hashlib
+    import platform
+
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith(("model name",)):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith(("flags", "Features")) and not flags:
+                flags = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:12]
+    return f"{model} | flags {digest} | torch {torch.__version__}"
+
+
 def _clean_metadata(nb) -> None:
     for key in ("papermill",):
         nb.metadata.pop(key, None)
@@ -57,6 +81,7 @@ def execute_notebook(name: str, root: str | os.PathLike, params: dict, kernel: s
                             progress_bar=False)
         nb = nbformat.read(tmp, as_version=4)
         _clean_metadata(nb)
+        nb.metadata["eoslib"] = {"platform": platform_tag(), "profile": params.get("profile", "")}
         rel_src = os.path.relpath(src, out_dir)
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(
             HEADER.format(name=name, src=rel_src, profile=params.get("profile", profile or "default"))))
@@ -69,16 +94,32 @@ def execute_notebook(name: str, root: str | os.PathLike, params: dict, kernel: s
     return out
 
 
+def same_platform(paths) -> bool:
+    """True when every executed notebook in ``paths`` was produced on this machine's :func:`platform_tag`."""
+    import nbformat
+
+    here = platform_tag()
+    return all(nbformat.read(p, as_version=4).metadata.get("eoslib", {}).get("platform") == here for p in paths)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from .config import load_params
 
     ap = argparse.ArgumentParser(prog="python -m eoslib.notebooks", description="execute one notebook for a profile")
-    ap.add_argument("name")
+    ap.add_argument("name", nargs="?")
     ap.add_argument("--root", default=".")
     ap.add_argument("--kernel", default="python3")
+    ap.add_argument("--same-platform", nargs="+", metavar="NOTEBOOK",
+                    help="exit 0 if these executed notebooks were produced on this platform, else 1")
     a = ap.parse_args(argv)
+    if a.same_platform:
+        ok = same_platform(a.same_platform)
+        print(f"platform {'matches' if ok else 'differs from'} the executed notebooks' ({platform_tag()})")
+        return 0 if ok else 1
+    if not a.name:
+        ap.error("give a notebook name")
     out = execute_notebook(a.name, a.root, load_params(Path(a.root) / "params.yaml"), a.kernel)
     print(f"{a.name} → {out}")
     return 0

@@ -165,3 +165,28 @@ def test_earlier_criteria_versions_stay_visible(tmp_path, params):
         assert "as first registered" in ledger.render_markdown(rows, p)
     finally:
         del ledger.CLAIMS["C1"].judges[99]
+
+
+def test_c4_v2_tells_a_power_law_from_saturation(tmp_path, params):
+    """Seed-aware C4 (criteria v2): noisy power-law data pass; data from a saturating a − b·N^(−c) with strong
+    curvature are rejected by AICc although a pooled log–log fit of them has a high R²."""
+    p = copy.deepcopy(params)
+    s_pow, s_sat = p["sweep"]["settings"][:2]
+    p["sweep"]["settings"] = [s_pow, s_sat]
+    p["criteria"]["C4"]["v2"] = {"paper_r2": [0.74, 0.98], "min_r2_means": 0.74, "aicc_threshold": 2.0}
+    rng = np.random.default_rng(1)
+    sizes, seeds = [16, 32, 64, 128, 256, 512, 1024, 2048], [0, 1, 2, 3, 4]
+    rows = endpoint_rows(s_pow, 0.3, 0.02, sizes, seeds, noise=0.05, rng=rng)
+    sat = endpoint_rows(s_sat, 0.0, 1.0, sizes, seeds)
+    for r in sat:  # ᾱ = 0.9 − 0.85·(N/16)^(−1): rises fast, then flat
+        r["alpha_mean"] = (0.9 - 0.85 * (r["n"] / 16) ** -1.0) * np.exp(0.01 * rng.standard_normal())
+    d = tmp_path / "runs" / "endpoints"
+    d.mkdir(parents=True)
+    pd.DataFrame(rows + sat).to_csv(d / "all.csv", index=False)
+    fits = ledger.fit_all(p, tmp_path)
+    r = ledger.judge_claim("C4", p, tmp_path, fits)  # the latest version: v2
+    assert r["criteria_version"] == 2
+    pw, st = r["measured"]["settings"][s_pow], r["measured"]["settings"][s_sat]
+    assert pw["ok"] and pw["beta_interval"][0] < 0.3 < pw["beta_interval"][1] and pw["preferred"] == "power_law"
+    assert not st["ok"] and st["preferred"] == "saturating"
+    assert r["verdict"] == ledger.PARTLY
