@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from .device import DEVICES
 from .schema import Any_, Choice, Flag, Int, ListOf, MapOf, Num, Opt, ParamsError, Tagged, Text, check, fail
 
 __all__ = ["ParamsError", "schema", "validate", "load_params", "plan", "run_config", "write_plan"]
@@ -52,6 +53,7 @@ def schema() -> dict:
     sch: dict[str, Any] = {
         "profile": Text(),
         "threads": Int(),
+        "device": Opt(Choice(DEVICES, "device"), "auto"),
         "executor": Opt(Tagged(EXECUTORS, key="kind"), {"kind": "local", "workers": 1}),
         "model": {"width": Int(), "depth": Int(minimum=2), "init": Choice(INITS, "init"),
                   "dtype": Choice(DTYPES, "dtype")},

@@ -17,7 +17,7 @@ from .io import read_json
 from .results import describe
 
 
-def measure_run(name: str, root: str | Path, measures: list[str]) -> list[dict]:
+def measure_run(name: str, root: str | Path, measures: list[str], device: str = "cpu") -> list[dict]:
     """Rows (one per reached end point) of the measures at the end points of the finished sweep run ``name``."""
     import torch
 
@@ -26,8 +26,8 @@ def measure_run(name: str, root: str | Path, measures: list[str]) -> list[dict]:
 
     folder = Path(root) / "runs" / name
     cfg, summ = read_json(folder / "config.json"), read_json(folder / "summary.json")
-    thetas = torch.load(folder / "endpoints.pt", weights_only=False)
-    objective, _ = build_objective(cfg)
+    objective, _ = build_objective(cfg | {"device": device})
+    thetas = torch.load(folder / "endpoints.pt", map_location=objective.device, weights_only=False)
     ident = describe(name, cfg)
     cache: dict = {}
     init = measure_point(objective, thetas["init"], measures, probe=cfg["probe"], seed=cfg["seed"], cache=cache)
@@ -43,7 +43,7 @@ def _one(args) -> list[dict]:
     return measure_run(*args)
 
 
-def write_endpoints(setting: str, root: str | Path, measures: list[str], workers: int = 1) -> Path:
+def write_endpoints(setting: str, root: str | Path, measures: list[str], workers: int = 1, device: str = "cpu") -> Path:
     """Measure every run of stage ``sweep-<setting>`` (from its plan) → ``runs/endpoints/<setting>.csv``."""
     root = Path(root)
     plan = json.loads((root / "runs" / "_plan" / f"sweep-{setting}.json").read_text())
@@ -52,7 +52,7 @@ def write_endpoints(setting: str, root: str | Path, measures: list[str], workers
     if missing:
         raise FileNotFoundError(f"sweep runs not finished: {missing[:3]}{' …' if len(missing) > 3 else ''}; "
                                 f"run `python -m eoslib train --stage sweep-{setting}` first")
-    args = [(n, str(root), list(measures)) for n in names]
+    args = [(n, str(root), list(measures), device) for n in names]
     if workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     p = read_params(a.root)
     t = time.perf_counter()
-    out = write_endpoints(a.setting, a.root, p["powerlaw"]["measures"], workers=p["executor"].get("workers", 1))
+    out = write_endpoints(a.setting, a.root, p["powerlaw"]["measures"], workers=(p.get("executor") or {}).get("workers", 1),
+                          device=p.get("device", "auto"))
     print(f"{out}: measured in {time.perf_counter() - t:.1f} s")
     return 0
 

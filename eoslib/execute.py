@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .device import identity
 from .io import atomic_save, read_json, write_json
 
 
@@ -26,30 +27,33 @@ def plan_file(root: str | Path, stage: str) -> Path:
 def run_finished(name: str, config: dict, root: str | Path) -> bool:
     folder = Path(root) / "runs" / name
     return (folder / "summary.json").exists() and (folder / "config.json").exists() \
-        and read_json(folder / "config.json") == config
+        and read_json(folder / "config.json") == identity(config)
 
 
 def execute_run(name: str, config: dict, root: str | Path = ".", progress: bool = False) -> dict:
     """Train one run into ``runs/<name>/`` (skip when finished, resume when interrupted). Returns the summary."""
     import torch
 
+    from .device import resolve
     from .experiments import KINDS
 
     folder = Path(root) / "runs" / name
     cfg_file, summ_file = folder / "config.json", folder / "summary.json"
+    ident = identity(config)
     if cfg_file.exists():
-        if read_json(cfg_file) != config:
+        if read_json(cfg_file) != ident:
             shutil.rmtree(folder)
         elif summ_file.exists():
             return read_json(summ_file)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(config, cfg_file)
+    write_json(ident, cfg_file)
     clock = time.perf_counter()
-    table, info = KINDS[config["kind"]].run(config, folder, progress)
+    device = resolve(config.get("device", "cpu"))
+    table, info = KINDS[config["kind"]].run(ident | {"device": str(device)}, folder, progress)
     theta = info.pop("theta")
     table.to_csv(folder / "trajectory.csv.tmp", index=False)
     (folder / "trajectory.csv.tmp").replace(folder / "trajectory.csv")
-    atomic_save({"theta": theta, "config": config}, folder / "final.pt")
+    atomic_save({"theta": theta.cpu(), "config": ident}, folder / "final.pt")
     sharp = table["sharpness"].dropna() if "sharpness" in table else table["t"].iloc[:0]
     summary = {
         "name": name, "kind": config["kind"], "P": int(theta.numel()), "N": config["n"],
@@ -58,6 +62,7 @@ def execute_run(name: str, config: dict, root: str | Path = ".", progress: bool 
         "sharpness_init": float(sharp.iloc[0]) if len(sharp) else None,
         "sharpness_max": float(sharp.max()) if len(sharp) else None,
         "wall_seconds": time.perf_counter() - clock, "torch_threads": torch.get_num_threads(),
+        "device": str(theta.device),
     } | info
     write_json(summary, summ_file)
     for f in ("phase1.pt", "checkpoint.pt"):

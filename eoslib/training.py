@@ -134,7 +134,7 @@ def train(
     t, step, elapsed = 0.0, 0, 0.0
     prev: tuple[Tensor, float, float] | None = None  # (θ, Δt, loss) of the previous iterate, for landing
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, map_location=objective.device, weights_only=False)
         theta, rows, t, step, elapsed = state["theta"], state["rows"], state["t"], state["step"], state["seconds"]
         solver.load_state_dict(state["solver"])
         prev = state.get("prev")

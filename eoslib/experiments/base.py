@@ -88,7 +88,7 @@ def base_config(params: Mapping, setting: str, n: int, seed: int, where: str, *,
         m["dtype"] = dtype
     return {"setting": s, "n": int(n), "seed": int(seed),
             "model": {k: m[k] for k in ("width", "depth", "init", "dtype")}, "threads": params["threads"],
-            "loss_threshold": params["loss_threshold"][s["loss"]]}
+            "loss_threshold": params["loss_threshold"][s["loss"]], "device": params.get("device", "auto")}
 
 
 def solver_spec(params: Mapping, override: Mapping | None = None) -> dict:
@@ -100,10 +100,12 @@ def solver_spec(params: Mapping, override: Mapping | None = None) -> dict:
 
 
 def build_objective(config: Mapping):
-    """(objective, dataset) for a resolved config: the dataset subset, the MLP, the loss."""
+    """(objective, dataset) for a resolved config: the dataset subset, the MLP, the loss — on the config's
+    runtime ``device`` (default cpu; see :mod:`eoslib.device`)."""
     import torch
 
     from ..data import load_dataset
+    from .. import device as dev
     from ..models import mlp
     from ..objective import Objective
 
@@ -115,6 +117,7 @@ def build_objective(config: Mapping):
     dtype = getattr(torch, m["dtype"])
     model = mlp(ds.X.shape[1], m["width"], m["depth"], ds.num_classes, activation=s["activation"],
                 init=m["init"], seed=config["seed"], dtype=dtype)
+    model = dev.to_device(model, dev.resolve(config.get("device", "cpu")))
     return Objective(model, ds.X.to(dtype), ds.y, loss=s["loss"]), ds
 
 

@@ -33,6 +33,7 @@ def plan(p: dict) -> dict[str, Stage]:
     """One stage ``compare`` with one run ``compare``."""
     ref = p["reference"]
     c = base_config(p, ref["setting"], ref["n"], ref["seed"], "reference.setting", dtype=ref["dtype"])
+    c["device"] = "cpu"  # the reference flow integrates in float64 on the CPU (scipy), and the solvers with it
     c |= {"kind": "compare", "solver": solver_spec(p), "gd_lrs": ref["gd_lrs"], "rtol": ref["rtol"],
           "atol": ref["atol"], "max_steps": ref["max_steps"], "snapshot_every": ref["snapshot_every"]}
     return {"compare": Stage("compare", "runs/compare", {"compare": c})}

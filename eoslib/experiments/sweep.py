@@ -53,7 +53,7 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     solver = build_solver(config["solver"])
     p1 = folder / "phase1.pt"
     if p1.exists():
-        st = torch.load(p1, weights_only=False)
+        st = torch.load(p1, map_location=objective.device, weights_only=False)
         tab1, theta, stop1, sec1 = st["table"], st["theta"], st["stopped_by"], st["seconds"]
         solver.load_state_dict(st["solver"])
     else:
@@ -93,7 +93,7 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
         idx[names[stop2]] = len(tab) - 1
     ends = {"init": objective.theta0, **{names[h]: th for h, th in thetas.items() if h in names}}
     rows = {ep: {k: tab[k].iloc[i] for k in ("step", "t", "loss")} for ep, i in idx.items()}
-    atomic_save({ep: th.detach().clone() for ep, th in ends.items()}, folder / "endpoints.pt")
+    atomic_save({ep: th.detach().cpu().clone() for ep, th in ends.items()}, folder / "endpoints.pt")
     info = {"stopped_by": [stop1, stop2], "seconds": sec1 + sec2, "endpoints": rows, "theta": theta}
     return tab, info
 
