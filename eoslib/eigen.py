@@ -3,9 +3,14 @@
 We want the k largest *algebraic* eigenvalues λ₁ ≥ … ≥ λ_k of A (∇²L, G or H; H is indefinite).
 LOBPCG (Knyazev 2001) maximises the Rayleigh quotient over span[X, R, P] — current Ritz vectors,
 their residuals R = AX − XΛ and the previous search directions — with a Rayleigh–Ritz step per iteration.
-Each iteration costs one block matvec over the *unconverged* columns only (soft locking). A pair (λ, v) is
-converged when ‖Av − λv‖ ≤ tol·|λ₁|. Warm-starting from the previous training step's vectors typically
-converges after the single block matvec that the initial Rayleigh–Ritz needs.
+Each iteration costs one block matvec over the *unconverged* columns only (soft locking: converged leading
+pairs are locked, i.e. deflated). A pair (λ, v) is converged when ‖Av − λv‖ ≤ tol·max_{j≤k}|λ_j| (tol·λ₁ for
+a positive top), the scale taken from the current Ritz values; since it shrinks while negative values
+converge towards 0, a locked pair that no longer meets it is unlocked. Warm-starting from the previous
+training step's vectors typically costs two to three blocks' worth of products (the warm start's own block,
+then the residuals of the pairs still above the tolerance) against five to seven from a cold start
+(``benchmarks/README.md``). A solve that stops unconverged returns its best estimate with a warning; the
+solvers' ``EigenTracker`` retries it once and then raises :class:`EigenConvergenceError` rather than step on it.
 The basis [X, W, P] is kept orthonormal: W is projected off X and P (a second pass only where the first
 removed most of a column, the Daniel–Gragg–Kaufman–Stewart test) and orthonormalised (SVQB,
 near-dependent directions dropped); P is formed from Ritz coefficients orthogonalised in the small
@@ -15,11 +20,12 @@ products AX, AP stay consistent with X, P to rounding.
 Cost: besides the matvecs, every iteration streams a few dozen dim-long columns through memory, which for
 wide networks (dim ~ 10⁶) is comparable to the Hessian products themselves. So the dim-sized blocks live
 in ``dtype`` (pass the operator's float32 to halve that traffic; the small Rayleigh–Ritz matrices are always
-solved in float64), blocks are never concatenated, the Gram matrix is built from its upper block triangle,
-search directions are formed only when another iteration needs them, and a full warm start is used as it
-comes (its Gram matrix folded into the first Rayleigh–Ritz step instead of a QR factorisation). The blocks are
-kept column-major and their tall-skinny products formed transposed (``_combine``): BLAS runs B·C (dim × 3m times
-3m × m) 3.5–6× slower than the same product as (CᵀBᵀ)ᵀ on one CPU thread (``benchmarks/README.md``).
+solved in float64), blocks are not concatenated (but on the rare unlocking), the Gram matrix is built from
+its upper block triangle, search directions are formed only when another iteration needs them, and a full
+warm start is used as it comes (its Gram matrix folded into the first Rayleigh–Ritz step instead of a QR
+factorisation). The blocks are kept column-major and their tall-skinny products formed transposed
+(``_combine``): BLAS runs B·C (dim × 3m times 3m × m) 3.5–6× slower than the same product as (CᵀBᵀ)ᵀ on one
+CPU thread (``benchmarks/README.md``).
 """
 from __future__ import annotations
 
@@ -33,7 +39,19 @@ from torch import Tensor
 
 
 class EigenConvergenceWarning(RuntimeWarning):
-    """`top_eigenpairs` stopped at ``max_matvecs`` before every residual met the tolerance."""
+    """`top_eigenpairs` stopped (at ``max_matvecs``, or on non-finite values) before every residual met the
+    tolerance, and returned its best estimate."""
+
+
+class EigenConvergenceError(RuntimeError):
+    """An eigen-solve that a caller must not go on without did not converge (raised by
+    :class:`eoslib.solvers.base.EigenTracker` after its retry; `top_eigenpairs` itself never raises it).
+
+    ``result``: the last (best) estimate; ``matvecs``: the single products spent on every attempt."""
+
+    def __init__(self, message: str, result: EigenResult | None = None, matvecs: int | None = None) -> None:
+        super().__init__(message)
+        self.result, self.matvecs = result, matvecs
 
 
 @dataclass(frozen=True)
@@ -64,12 +82,24 @@ def _drop(drop: float, dtype: torch.dtype) -> float:
     return max(drop, 64 * torch.finfo(dtype).eps)
 
 
+def _eigh(T: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.linalg.eigh``, except that a matrix it cannot factor (non-finite entries, from a NaN/inf product)
+    gives NaN eigenvalues and unit vectors instead of an exception: NaN is never kept by SVQB and stops the
+    solve as unconverged (top_eigenpairs never raises on its operator's values)."""
+    try:
+        return torch.linalg.eigh(T)
+    except torch.linalg.LinAlgError:
+        return torch.full_like(T[0], float("nan")), torch.eye(len(T), dtype=T.dtype, device=T.device)
+
+
 def _svqb_map(G: Tensor, drop: float) -> Tensor:
     """T with Tᵀ G T = I for a (float64) Gram matrix G, dropping directions whose eigenvalue after column
     scaling is below ``drop`` (keeps the basis well conditioned: carried products err by ≤ drop^{-1/2})."""
+    if G.shape[0] == 0:
+        return G.new_zeros(0, 0)
     tiny = torch.finfo(G.dtype).tiny
     norms = G.diagonal().clamp_min(0).sqrt().clamp_min(tiny)
-    evals, U = torch.linalg.eigh(G / norms / norms[:, None])
+    evals, U = _eigh(G / norms / norms[:, None])
     keep = evals > drop * evals.max().clamp_min(tiny)
     return (U[:, keep] / evals[keep].sqrt()) / norms[:, None]
 
@@ -150,8 +180,22 @@ def _orthonormal(V: Tensor) -> Tensor:
 
 def _ritz(T: Tensor, m: int) -> tuple[Tensor, Tensor]:
     """The m largest eigenpairs of the small symmetric float64 matrix T, largest first."""
-    evals, Y = torch.linalg.eigh(T)
+    evals, Y = _eigh(T)
     return evals.flip(0)[:m], Y.flip(1)[:, :m]
+
+
+def default_max_matvecs(dim: int, m: int) -> int:
+    """The default budget of single products of :func:`top_eigenpairs` for a block of m columns on R^dim:
+    ⌊60·m·√(ln(dim + 1) + 1)⌋, i.e. at least 60·√(ln(dim+1) + 1) iterations of the whole block (an
+    iteration multiplies only the columns still moving): 155 at dim = 300, 204 at 4·10⁴, 231 at 10⁶.
+
+    Why this much: LOBPCG's convergence per iteration is set by the relative gaps of the spectrum, not by
+    dim; dim enters only through a random start's overlap (≈ dim^{-1/2}) with the wanted eigenvectors, so
+    the cap grows only slowly with it. It is a cap, not an estimate: a warm solve at the steady state needs
+    2–6 iterations and a cold one 6–18 on the benchmark networks (``metrics/bench.json``), so the budget
+    ends only solves that have stalled (λ_k ≈ λ_{k+1} without a guard, an operator that is not symmetric or
+    not the same at every call), and bounds what such a solve costs."""
+    return int(60 * m * math.sqrt(math.log(dim + 1) + 1))
 
 
 def top_eigenpairs(
@@ -170,9 +214,14 @@ def top_eigenpairs(
 
     ``v0`` (dim × j): warm start; its columns seed the search block (padded with seeded random columns).
     ``guard`` extra block columns speed convergence when λ_k is close to λ_{k+1}.
-    Converged when every residual ‖Av_j − λ_j v_j‖ ≤ tol·|λ₁|; otherwise, after ``max_matvecs`` single
-    products (default 50·dim^{1/2}·(k+guard), at most ~dim·…), returns the best estimate with
-    ``converged=False`` and an ``EigenConvergenceWarning`` — never raises mid-training.
+    Converged when every residual ‖Av_j − λ_j v_j‖ ≤ tol·max_{i≤k}|λ_i| (tol·λ₁ when the top is positive; the
+    scale is taken from the current Ritz values, so it can shrink while they converge, and pairs locked
+    earlier are unlocked when they no longer meet it). Otherwise, after ``max_matvecs`` single products
+    (default :func:`default_max_matvecs`, 60·m·√(ln(dim+1) + 1) for m = k + guard; see there why) or dim
+    iterations, or on non-finite values, it returns the best estimate with ``converged=False`` and an
+    ``EigenConvergenceWarning``: it never raises on non-convergence, for callers that may accept an estimate
+    (measurements). A caller that must not go on with one checks ``converged`` (:class:`EigenTracker
+    <eoslib.solvers.base.EigenTracker>` retries, then raises :class:`EigenConvergenceError`).
     The dim-sized blocks are held in ``dtype`` (float64 by default; the operator's own float32 halves the
     memory traffic and still resolves residuals far below tol = 1e-3); the small Rayleigh–Ritz problems are
     solved in float64. Matvec inputs are cast to the dtype of v0 (or of ``dtype`` when cold). Values and
@@ -182,7 +231,7 @@ def top_eigenpairs(
         raise ValueError(f"k must be in 1..dim={dim} (got {k})")
     m = min(k + guard, dim)
     if max_matvecs is None:
-        max_matvecs = max(20 * m, int(60 * m * math.sqrt(math.log(dim + 1) + 1)))
+        max_matvecs = default_max_matvecs(dim, m)
     op_dtype = v0.dtype if v0 is not None else dtype
 
     def A(V: Tensor) -> Tensor:
@@ -220,17 +269,33 @@ def top_eigenpairs(
     resL: list[Tensor] = []
     Pd = APd = None
     S = AS = Y = None  # the last Rayleigh–Ritz basis (as blocks), its products and Ritz coefficients
+    finite = True
     while True:
         R = torch.addcmul(AX, X, theta.to(dtype), value=-1)  # AX − XΛ
         res = torch.linalg.vector_norm(R, dim=0).double()
         values, residuals = torch.cat(thetaL + [theta]), torch.cat(resL + [res])
         order = torch.argsort(values, descending=True, stable=True)
-        scale = values.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
-        active = res > tol * scale
-        pending = (residuals > tol * scale)[order[:k]]  # the k largest pairs still above the tolerance
-        if not pending.any() or matvecs >= max_matvecs or it >= dim:
+        # The scale of the tolerance, max_{j≤k} |θ_j| over the current k largest Ritz values: it moves while
+        # they converge (it shrinks as negative ones rise towards 0), so every test below uses this one value.
+        scale = values[order[:k]].abs().max()
+        limit = tol * scale.clamp_min(torch.finfo(torch.float64).tiny)
+        pending = ~(residuals <= limit)[order[:k]]  # the k largest pairs still above the tolerance (or NaN)
+        if not pending.any():
+            break
+        finite = bool(torch.isfinite(residuals).all() & torch.isfinite(scale))
+        if not finite or matvecs >= max_matvecs or it >= dim:
             break
         it += 1
+        active = res > limit
+        if XL and bool((torch.cat(resL) > limit).any()):
+            # A pair locked under an earlier, larger scale fails the tolerance now: unlock them all (they stay
+            # orthonormal, their products carried) so the next Rayleigh–Ritz step improves them with the rest.
+            X, AX = _cm(torch.cat(XL + [X], 1)), _cm(torch.cat(AXL + [AX], 1))
+            theta, res = torch.cat(thetaL + [theta]), residuals
+            R = torch.addcmul(AX, X, theta.to(dtype), value=-1)
+            active = res > limit
+            XL, AXL, thetaL, resL = [], [], [], []
+            Y = Pd = APd = None  # the last search directions belong to the old moving block
         if Y is not None:  # search directions, formed only when another iteration needs them
             Pd, APd = _directions(S, AS, Y, active)
         q = int(active.to(torch.int8).argmax())  # converged columns at the top of the moving block
@@ -251,11 +316,13 @@ def top_eigenpairs(
         AS = [AX, AW] + ([] if APd is None else [APd])
         theta, Y = _ritz(_gram(S, AS), X.shape[1])
         X, AX = _combine(S, Y), _combine(AS, Y)
-    converged = not pending.any()
+    converged = finite and not pending.any()
     if not converged:
+        worst = residuals[order[:k]].max() / scale.clamp_min(torch.finfo(torch.float64).tiny)
+        why = "non-finite values or residuals (a NaN/inf product or warm start)" if not finite else \
+            f"{int(pending.sum())} of {k} pairs above tol={tol:g}·max|λ| after {matvecs} matvecs"
         warnings.warn(
-            f"top_eigenpairs: {int(pending.sum())} of {k} pairs above tol={tol:g}·|λ₁| after {matvecs} matvecs "
-            f"(max residual/|λ₁| = {(residuals[order[:k]].max() / scale).item():.2e}); returning the best estimate",
+            f"top_eigenpairs: {why} (max residual/max|λ| = {worst.item():.2e}); returning the best estimate",
             EigenConvergenceWarning,
             stacklevel=2,
         )
