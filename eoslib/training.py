@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .eigen import EigenConvergenceError
 from .io import atomic_save
 
 #: ``hook(objective, theta, step, t, final) -> dict | None``: extra columns for the row of θ at this step.
@@ -74,6 +76,16 @@ def _expand(rec: dict) -> dict:
         rec["sharpness"] = eigs[0]
         rec |= {f"lam{j + 1}": v for j, v in enumerate(eigs)}
     return rec
+
+
+@contextmanager
+def _naming_the_step(desc: str, step: int, t: float):
+    """Re-raise a solver's failed eigen-solve naming the run, the step and the flow time."""
+    try:
+        yield
+    except EigenConvergenceError as e:
+        raise EigenConvergenceError(f"{desc}: step {step} (t={t:.6g}): {e}", result=e.result,
+                                    matvecs=e.matvecs) from e
 
 
 def _land(solver, objective, theta_prev: Tensor, dt_full: float, loss_prev: float, loss_next: float,
@@ -148,7 +160,8 @@ def train(
         row = {"step": step, "t": t}
         if not final:
             cap = None if until.time is None else until.time - t
-            theta_next, rec = solver.step(objective, theta, dt_cap=cap)
+            with _naming_the_step(desc, step, t):
+                theta_next, rec = solver.step(objective, theta, dt_cap=cap)
             row |= _expand(rec)
             loss = row["loss"]
         else:
@@ -158,8 +171,9 @@ def train(
             raise DivergenceError(f"{desc}: loss became {loss} at step {step} (t={t:.6g}); lower the step size")
         if until.loss is not None and loss < until.loss:
             final, stopped_by, theta_next = True, "loss", theta
-            landed = _land(solver, objective, prev[0], prev[1], prev[2], loss, until.loss, until.land_rtol) \
-                if until.land and prev is not None else None
+            with _naming_the_step(desc, step - 1, rows[-1]["t"] if rows else t):
+                landed = _land(solver, objective, prev[0], prev[1], prev[2], loss, until.loss, until.land_rtol) \
+                    if until.land and prev is not None else None
             if landed is not None:  # the last step retaken with a shorter Δt: θ on the threshold
                 theta, dt_land, loss, evals = landed
                 t = rows[-1]["t"] + dt_land

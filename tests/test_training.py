@@ -117,3 +117,19 @@ def test_time_stop_is_exact_and_resume_keeps_landing(tmp_path):
     assert resumed.table["t"].iloc[-1] == pytest.approx(full.table["t"].iloc[-1], rel=0, abs=1e-12)
     assert torch.allclose(resumed.theta, full.theta, rtol=0, atol=1e-12)
     assert math.isclose(resumed.table["loss"].iloc[-1], full.table["loss"].iloc[-1], rel_tol=1e-12)
+
+
+def test_failed_eigen_solve_stops_the_run_naming_the_step():
+    """A solver whose eigen-solve cannot converge stops the run with an error naming the run, step and t
+    (never a silently wrong step)."""
+    from eoslib.eigen import EigenConvergenceError
+
+    class Failing(GradientDescent):
+        def step(self, objective, theta, dt_cap=None):
+            if self.count == 2:
+                raise EigenConvergenceError("residual 34·|λ₁| after 1258 products")
+            return super().step(objective, theta, dt_cap)
+
+    ob = quadratic()
+    with pytest.raises(EigenConvergenceError, match=r"myrun: step 2 \(t=0\.02\): residual"):
+        train(Failing(0.01), ob, until=Stop(steps=5), progress=False, desc="myrun")
