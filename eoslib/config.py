@@ -67,8 +67,8 @@ def schema() -> dict:
         "criteria": criteria_schema(),
         "notebooks": MapOf(Opt(Any_(), {}), what="notebook parameters"),
     }
-    for e in KINDS.entries():
-        sch[e.obj.section] = e.schema
+    for e in KINDS.entries():  # every experiment kind's section is optional, but for the sweep
+        sch[e.obj.section] = e.schema if e.name == "sweep" else Opt(e.schema)
     return sch
 
 
@@ -112,7 +112,7 @@ def plan(p: dict) -> dict[str, dict]:
 
     out: dict[str, dict] = {}
     for e in KINDS.entries():
-        if e.obj.section in p:
+        if p.get(e.obj.section) is not None:
             out |= {sid: st.to_dict() for sid, st in e.obj.plan(p).items()}
     return out
 

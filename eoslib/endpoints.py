@@ -44,10 +44,15 @@ def _one(args) -> list[dict]:
 
 
 def write_endpoints(setting: str, root: str | Path, measures: list[str], workers: int = 1, device: str = "cpu") -> Path:
-    """Measure every run of stage ``sweep-<setting>`` (from its plan) → ``runs/endpoints/<setting>.csv``."""
+    """Measure every run of the stages ``sweep-<setting>`` and, when planned, ``agree-<setting>`` (from their
+    plans) → ``runs/endpoints/<setting>.csv`` (column ``kind`` tells them apart)."""
     root = Path(root)
-    plan = json.loads((root / "runs" / "_plan" / f"sweep-{setting}.json").read_text())
-    names = sorted(plan["runs"], key=lambda n: -plan["runs"][n]["n"])
+    runs: dict = {}
+    for stage in (f"sweep-{setting}", f"agree-{setting}"):
+        f = root / "runs" / "_plan" / f"{stage}.json"
+        if f.exists():
+            runs |= json.loads(f.read_text())["runs"]
+    names = sorted(runs, key=lambda n: -runs[n]["n"])
     missing = [n for n in names if not (root / "runs" / n / "summary.json").exists()]
     if missing:
         raise FileNotFoundError(f"sweep runs not finished: {missing[:3]}{' …' if len(missing) > 3 else ''}; "

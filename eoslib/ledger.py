@@ -19,7 +19,7 @@ import pandas as pd
 from .io import json_safe, read_json, write_json, write_text
 from .registry import Registry
 from .results import endpoint_table, load_run, run_names
-from .schema import Interval, Num, Opt
+from .schema import Interval, ListOf, MapOf, Num, Opt, Text
 
 HOLDS, PARTLY, FAILS, NOT_MEASURED = "holds", "partly", "does not hold at this scale", "not measured"
 VERDICTS = (HOLDS, PARTLY, FAILS, NOT_MEASURED)
@@ -58,8 +58,9 @@ def claim(key: str, version: int, criteria: dict, statement: str | None = None, 
 
 
 def criteria_schema() -> dict:
-    """The schema of params.yaml's ``criteria``: per claim, optional ``v<k>`` blocks (at least one)."""
-    return {key: {f"v{v}": Opt(sch) for v, (sch, _) in c.judges.items()} for key, c in
+    """The schema of params.yaml's ``criteria``: per claim (optional: a profile judges the claims it lists),
+    optional ``v<k>`` blocks."""
+    return {key: Opt({f"v{v}": Opt(sch) for v, (sch, _) in c.judges.items()}, {}) for key, c in
             ((k, CLAIMS[k]) for k in CLAIMS)}
 
 
@@ -183,7 +184,7 @@ def claim_c1(params, root, c, fits=None) -> dict:
         if len(sh):
             flow[_run_key(r)] = {"setting": r["config"]["setting"]["name"], "sharpness_init": float(sh.iloc[0]),
                                  "sharpness_max": float(sh.max()), "factor": float(sh.max() / sh.iloc[0])}
-    gd_setting = params["gd"]["setting"]
+    gd_setting = (params.get("gd") or {}).get("setting")
     fl = [v for v in flow.values() if v["setting"] == gd_setting]
     flow_ok = bool(fl) and all(v["factor"] >= c["min_sharpening"] for v in fl)
     verdict = _verdict(oks) if flow_ok else (PARTLY if any(oks) else FAILS)
@@ -395,6 +396,44 @@ def claim_layers(params, root, c, fits=None) -> dict:
     return {"verdict": _verdict(oks), "measured": per, "summary": summary, "criterion": crit}
 
 
+@claim("agreement", 1, {"endpoints": ListOf(Text()), "rel_tol": MapOf(Num(), what="relative tolerance")},
+       statement="(A check, not a claim of the paper.) The sweep's flow solver and a second solver reach the same "
+                 "end points: the measures agree within stated tolerances where both run.",
+       notebook="06_power_law")
+def claim_agreement(params, root, c, fits=None) -> dict:
+    """For every (setting, N, seed) run by both the sweep's solver and the agreement solver: the relative
+    difference |a − b|/|b| (b: the agreement solver) of each measure in ``rel_tol`` at each end point."""
+    if not params.get("agreement"):
+        raise NotMeasured("no agreement section in this profile")
+    try:
+        ep = endpoint_table(root)
+    except FileNotFoundError as e:
+        raise NotMeasured(str(e)) from None
+    if "kind" not in ep or not (ep.kind == "agree").any():
+        raise NotMeasured("no agreement runs measured")
+    keys = ["setting", "n", "seed", "endpoint"]
+    a = ep[(ep.kind == "sweep") & ep.endpoint.isin(c["endpoints"])].set_index(keys)
+    b = ep[(ep.kind == "agree") & ep.endpoint.isin(c["endpoints"])].set_index(keys)
+    both = a.index.intersection(b.index)
+    if not len(both):
+        raise NotMeasured("no (setting, N, seed, end point) reached by both solvers")
+    per, oks = {}, []
+    for m, tol in c["rel_tol"].items():
+        d = ((a.loc[both, m] - b.loc[both, m]).abs() / b.loc[both, m].abs()).astype(float)
+        worst = d.groupby(level="setting").max()
+        for s, w in worst.items():
+            per.setdefault(s, {})[m] = {"max_rel_diff": float(w), "median_rel_diff":
+                                        float(d.xs(s, level="setting").median()), "tol": tol, "ok": bool(w <= tol)}
+            oks.append(bool(w <= tol))
+    sa, sb = params["sweep"].get("solver") or params["solver"], params["agreement"]["solver"]
+    summary = (f"{sa['name']} vs {sb['name']} on {len(both)} end points: " + "; ".join(
+        f"{s}: " + ", ".join(f"{m} ≤ {v['max_rel_diff']:.1%}" for m, v in ms.items()) for s, ms in per.items()))
+    crit = ("at the end points " + ", ".join(c["endpoints"]) + ", max over runs of |a − b|/|b| ≤ " + ", ".join(
+        f"{t:g} ({m})" for m, t in c["rel_tol"].items()) + " in every setting (partly: some measures/settings)")
+    return {"verdict": _verdict(oks), "measured": {"settings": per, "pairs": int(len(both))}, "summary": summary,
+            "criterion": crit}
+
+
 # ---------------------------------------------------------------------------------------------- the ledger
 
 
@@ -425,6 +464,8 @@ def build_claims(params: dict, root: str | Path = ".") -> dict:
         c = CLAIMS[key]
         crit = params["criteria"].get(key) or {}
         versions = sorted(int(v[1:]) for v, block in crit.items() if block is not None)
+        if not versions:  # not part of this profile's ledger
+            continue
         row = judge_claim(key, params, root, fits)
         earlier = {f"v{v}": judge_claim(key, params, root, fits, v) for v in versions[:-1]}
         nb = c.notebook

@@ -103,15 +103,22 @@ def stages(params: dict, prefix: str) -> dict:
             "deps": ["runs/_plan/sweep-${item}.json"] + train_code + data,
             "outs": [{"runs/sweep/${item}": {"persist": True}}]}},
     }
+    if params.get("agreement"):
+        st["agree"] = {"foreach": "${sweep.settings}", "do": {
+            "cmd": "python -m eoslib.execute --stage agree-${item}",
+            "deps": ["runs/_plan/agree-${item}.json"] + train_code + data,
+            "outs": [{"runs/agree/${item}": {"persist": True}}]}}
     for e in KINDS.entries():
-        if e.name == "sweep" or e.obj.section not in params:
+        if e.name in ("sweep", "agree") or not params.get(e.obj.section):
             continue
         st[e.name] = {"cmd": f"python -m eoslib.execute --stage {e.name}",
                       "deps": [f"runs/_plan/{e.name}.json"] + train_code + data,
                       "outs": [{f"runs/{e.name}": {"persist": True}}]}
     st["endpoints"] = {"foreach": "${sweep.settings}", "do": {
         "cmd": "python -m eoslib.endpoints --setting ${item}",
-        "deps": ["runs/sweep/${item}", "runs/_plan/sweep-${item}.json"] + _code(prefix, "eoslib.endpoints") + data,
+        "deps": ["runs/sweep/${item}", "runs/_plan/sweep-${item}.json"]
+        + (["runs/agree/${item}", "runs/_plan/agree-${item}.json"] if params.get("agreement") else [])
+        + _code(prefix, "eoslib.endpoints") + data,
         "params": ["powerlaw.measures"],
         "outs": ["runs/endpoints/${item}.csv"]}}
     st["fit"] = {"cmd": "python -m eoslib.ledger fit", "deps": ["runs/endpoints"] + _code(prefix, "eoslib.ledger"),

@@ -6,8 +6,9 @@
 | ``traj`` | ``trajectories`` | ``trajectory.py`` | measured flow trajectories (split, layers, C3) |
 | ``gd`` | ``gd`` | ``gd.py`` | GD at several η with the sharpness tracked (C1) |
 | ``compare`` | ``reference`` | ``compare.py`` | solvers against a high-accuracy reference flow (C2) |
+| ``agree`` | ``agreement`` | ``agreement.py`` | the sweep's end points with a second solver |
 """
-from . import compare, gd, sweep, trajectory  # noqa: F401  (each registers its kind)
+from . import agreement, compare, gd, sweep, trajectory  # noqa: F401  (each registers its kind)
 from .base import KINDS, Experiment, Stage
 
 __all__ = ["KINDS", "Experiment", "Stage"]
