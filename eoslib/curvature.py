@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .eigen import EigenResult, top_eigenpairs
 from .objective import Objective
@@ -102,24 +102,13 @@ def _criterion_norms(objective: Objective, theta: Tensor) -> Tensor:
 def per_example_bound(objective: Objective, theta: Tensor) -> Tensor:
     """For an MLP, the bound (1/N) Σ_i ‖D_i‖ ‖P_k(x_i)‖² (‖x_i^{k−1}‖² + 1) ≥ λ_max(G_kk), one per layer k = 1..K.
 
-    P_k is built from the closed-form layerwise Jacobians (Pᴷ = I, P_k = P_{k+1} Jᵏ)."""
-    from .jacobians import layerwise_jacobians
+    In float64. P_k from ``jacobians.chain_from_top`` (Pᴷ = I, P_k = P_{k+1} Jᵏ) and x^{k−1} (the input of
+    layer k) from the same forward pass ``jacobians.mlp_pass`` at the parameters ``objective.unflatten(θ)``."""
+    from .jacobians import chain_from_top, mlp_pass
 
-    model = objective.to_model(theta).double()
-    X = objective.X.double()
-    Dn = _criterion_norms(objective, theta)
-    inputs = []  # x^{k−1}: the input of each Linear layer
-    h = X
+    params = {name: t.double() for name, t in objective.unflatten(theta).items()}
     with torch.no_grad():
-        for m in model:
-            if isinstance(m, nn.Linear):
-                inputs.append(h)
-            h = m(h)
-        Js = layerwise_jacobians(model, X)
-        P = torch.eye(objective.Q, dtype=torch.float64).expand(objective.N, -1, -1)
-        gains = [torch.ones(objective.N, dtype=torch.float64)]  # ‖P_K‖ = 1
-        for J in reversed(Js):
-            P = P @ J
-            gains.append(torch.linalg.matrix_norm(P, ord=2))
-        gains = gains[::-1]
-        return torch.stack([(Dn * g.pow(2) * (x.pow(2).sum(1) + 1)).mean() for g, x in zip(gains, inputs)])
+        p = mlp_pass(objective.model, objective.X.double(), params)
+        Dn = _criterion_norms(objective, theta)
+        gains = [torch.linalg.matrix_norm(P, ord=2) for P in chain_from_top(p)][::-1]  # ‖P_1‖, …, ‖P_K‖ = 1
+        return torch.stack([(Dn * g.pow(2) * (x.pow(2).sum(1) + 1)).mean() for g, x in zip(gains, p.inputs)])

@@ -7,7 +7,9 @@ Chain to the output Pₖ = ∂f/∂x̂ᵏ = Jᴷ⁻¹ ⋯ Jᵏ (Pᴷ = I).
 Two paths:
 
 * **closed form** (MLPs only: ``Sequential(Linear, σ, …, Linear)`` with elementwise σ): per-example
-  matrices built from one forward pass batched over the examples;
+  matrices built from one forward pass batched over the examples (``mlp_pass``: weights, layer inputs and
+  σ′ by forward-mode AD), and the chain Pₖ by ``chain_from_top`` — the single implementation of the
+  recursion, used by ``alignment`` and ``curvature`` as well;
 * **matrix-free** (any ``nn.Sequential`` cut at the outputs of its Linear/Conv modules, e.g. ``models.cnn``,
   whose "preactivations" are the conv/linear outputs): per-example JVP/VJP with ``torch.func`` under
   ``vmap`` over examples, and spectral norms by batched power iteration on JᵀJ — no per-example matrix is
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator, Mapping
 from typing import Callable, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import jvp, vjp, vmap
 
 ELEMENTWISE: tuple[type[nn.Module], ...] = (
     nn.ELU, nn.Tanh, nn.ReLU, nn.GELU, nn.Softplus, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.CELU, nn.SELU,
@@ -99,46 +103,73 @@ def preactivations(model: nn.Sequential, X: Tensor) -> list[Tensor]:
 # ----------------------------------------------------------------------------------------------------------
 # closed form (MLPs)
 # ----------------------------------------------------------------------------------------------------------
-def _gelu_prime(act: nn.GELU, z: Tensor) -> Tensor | None:
-    if act.approximate != "none":
-        return None
-    return 0.5 * (1 + torch.erf(z / math.sqrt(2))) + z * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+def activation_derivative(act: nn.Module, z: Tensor) -> Tensor:
+    """σ′(z) for an elementwise σ, same shape as z, in one forward-mode pass: the JVP of σ at z along 1.
 
-
-def _softplus_prime(act: nn.Softplus, z: Tensor) -> Tensor:
-    return torch.where(act.beta * z > act.threshold, torch.ones_like(z), torch.sigmoid(act.beta * z))
-
-
-#: closed-form σ′ (same branch conventions as PyTorch's backward kernels, e.g. ReLU′(0) = 0, ELU′(0) = α)
-_PRIME: dict[type[nn.Module], Callable[[nn.Module, Tensor], Tensor | None]] = {
-    nn.ELU: lambda a, z: torch.where(z > 0, torch.ones_like(z), a.alpha * torch.exp(z)),
-    nn.Tanh: lambda a, z: 1 - torch.tanh(z) ** 2,
-    nn.ReLU: lambda a, z: (z > 0).to(z.dtype),
-    nn.LeakyReLU: lambda a, z: torch.where(z > 0, torch.ones_like(z), torch.full_like(z, a.negative_slope)),
-    nn.Sigmoid: lambda a, z: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
-    nn.SiLU: lambda a, z: torch.sigmoid(z) * (1 + z * (1 - torch.sigmoid(z))),
-    nn.GELU: _gelu_prime,
-    nn.Softplus: _softplus_prime,
-    nn.Identity: lambda a, z: torch.ones_like(z),
-}
-
-
-def activation_derivative(act: nn.Module, z: Tensor, closed_form: bool = True) -> Tensor:
-    """σ′(z) for an elementwise σ, same shape as z, batched over all entries at once.
-
-    Closed form for ELU, Tanh, ReLU, LeakyReLU, Sigmoid, SiLU, GELU (exact), Softplus, Identity; otherwise
-    (or with ``closed_form=False``) ``vmap(grad(σ))`` over the flattened entries.
+    For elementwise σ the Jacobian is diag(σ′(z)), so J·1 = σ′(z). The derivative is PyTorch's own, with
+    its branch conventions at kinks and thresholds (ReLU′(0) = 0, ELU′(0) = α, LeakyReLU′(0) = slope,
+    Softplus′ = 1 above the threshold) — the same values as autograd's backward, and differentiable again
+    (σ″) by autograd and ``torch.func``. Works under ``no_grad``. Cost: the first forward-mode call in a
+    process loads PyTorch's JVP decompositions once (≈ 0.2–0.4 s, shared with every other ``torch.func.jvp``).
     """
-    rule = _PRIME.get(type(act)) if closed_form else None
-    out = rule(act, z) if rule is not None else None
-    return out if out is not None else vmap(grad(act))(z.reshape(-1)).reshape(z.shape)
+    return _value_and_slope(act, z)[1]
 
 
-def _derivatives(model: nn.Sequential, X: Tensor) -> tuple[list[nn.Linear], list[Tensor]]:
-    """([A¹..Aᴷ], [σ′(x̂¹)..σ′(x̂ᴷ⁻¹)]) from one forward pass."""
+def _value_and_slope(act: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
+    """(σ(z), σ′(z)) for an elementwise σ from the same forward-mode pass (see ``activation_derivative``)."""
+    return jvp(act, (z,), (torch.ones_like(z),))
+
+
+class MLPPass(NamedTuple):
+    """One forward pass of an MLP, batched over examples: what the closed-form Jacobians are made of."""
+
+    weights: list[Tensor]  # [A¹, …, Aᴷ], Aᵏ of shape outᵏ × inᵏ
+    inputs: list[Tensor]  # [x⁰, …, xᴷ⁻¹]: the input of each Linear layer, N × inᵏ (x⁰ = X)
+    slopes: list[Tensor]  # [σ′(x̂¹), …, σ′(x̂ᴷ⁻¹)], N × outᵏ
+
+
+def mlp_pass(model: nn.Sequential, X: Tensor, params: Mapping[str, Tensor] | None = None) -> MLPPass:
+    """Weights, layer inputs and activation slopes of an MLP ``Sequential(Linear, σ, …, Linear)`` at X.
+
+    x̂ᵏ = Aᵏ xᵏ⁻¹ + bᵏ, xᵏ = σ(x̂ᵏ) for k < K (the last layer's output f = x̂ᴷ is not needed and not formed).
+    ``params`` (name → tensor, names as in ``model.named_parameters()``, e.g. from ``Objective.unflatten(θ)``)
+    replaces the model's own parameters, which makes the pass a differentiable function of them.
+    """
     lins, acts = mlp_parts(model)
-    zs = preactivations(model, X)
-    return lins, [activation_derivative(a, z) for a, z in zip(acts, zs)]
+    names = [n for n, _ in model.named_children()][0::2]
+
+    def get(name: str, own: Tensor | None) -> Tensor | None:
+        if params is None or own is None:
+            return own
+        if name not in params:
+            raise KeyError(f"params has no {name!r}: pass every parameter of the model (e.g. objective.unflatten(θ))")
+        return params[name]
+
+    weights = [get(f"{n}.weight", lin.weight) for n, lin in zip(names, lins)]
+    biases = [get(f"{n}.bias", lin.bias) for n, lin in zip(names, lins)]
+    inputs, slopes, h = [X], [], X
+    for W, b, act in zip(weights, biases, acts):
+        h, d = _value_and_slope(act, F.linear(h, W, b))
+        inputs.append(h)
+        slopes.append(d)
+    return MLPPass(weights, inputs, slopes)
+
+
+def chain_from_top(p: MLPPass) -> Iterator[Tensor]:
+    """Pᴷ = I, Pᴷ⁻¹, …, P₁ (each N × Q × outᵏ), one at a time from the output, by the recursion
+    Pₖ = Pₖ₊₁ Jᵏ = (Pₖ₊₁ Aᵏ⁺¹) diag(σ′(x̂ᵏ)).
+
+    The one implementation of the chain (``chain_jacobians``, ``alignment``, ``curvature`` use it). A
+    generator: a caller that keeps only what it needs of each Pₖ (its norm, or just P₁) holds one Pₖ at a
+    time. Pᴷ is an expanded view of I (no memory).
+    """
+    W = p.weights[-1]
+    n, q = p.inputs[0].shape[0], W.shape[0]
+    yield torch.eye(q, dtype=W.dtype, device=W.device).expand(n, q, q)
+    P = None
+    for A, d in zip(reversed(p.weights[1:]), reversed(p.slopes)):
+        P = (A if P is None else P @ A) * d[:, None, :]
+        yield P
 
 
 def layerwise_jacobians(model: nn.Sequential, X: Tensor) -> list[Tensor]:
@@ -146,23 +177,13 @@ def layerwise_jacobians(model: nn.Sequential, X: Tensor) -> list[Tensor]:
 
     Built from one batched forward pass: Jᵏ[i] = Aᵏ⁺¹ * σ′(x̂ᵏᵢ) broadcast over columns.
     """
-    lins, ds = _derivatives(model, X)
-    return [A.weight * d[:, None, :] for A, d in zip(lins[1:], ds)]
+    p = mlp_pass(model, X)
+    return [A * d[:, None, :] for A, d in zip(p.weights[1:], p.slopes)]
 
 
 def chain_jacobians(model: nn.Sequential, X: Tensor) -> list[Tensor]:
-    """[P₁, …, Pᴷ] with Pₖ = ∂f/∂x̂ᵏ = Jᴷ⁻¹ ⋯ Jᵏ (N × Q × outᵏ; Pᴷ = I), for an MLP.
-
-    Recursion from the output: Pₖ = Pₖ₊₁ Jᵏ = (Pₖ₊₁ Aᵏ⁺¹) diag(σ′(x̂ᵏ)).
-    """
-    lins, ds = _derivatives(model, X)
-    q = lins[-1].out_features
-    P = torch.eye(q, dtype=X.dtype, device=X.device).expand(X.shape[0], q, q)
-    out = [P]
-    for A, d in zip(reversed(lins[1:]), reversed(ds)):
-        P = (P @ A.weight) * d[:, None, :]
-        out.append(P)
-    return out[::-1]
+    """[P₁, …, Pᴷ] with Pₖ = ∂f/∂x̂ᵏ = Jᴷ⁻¹ ⋯ Jᵏ (N × Q × outᵏ; Pᴷ = I), for an MLP (``chain_from_top``)."""
+    return list(chain_from_top(mlp_pass(model, X)))[::-1]
 
 
 def chain_jacobian(model: nn.Sequential, X: Tensor, k: int = 1) -> Tensor:
@@ -190,11 +211,20 @@ def layer_map(model: nn.Sequential, k: int) -> PerExample:
 
 
 def chain_map(model: nn.Sequential, k: int = 1) -> PerExample:
-    """The per-example map x̂ᵏ ↦ f (k = 1..K; identity for k = K), whose Jacobian is Pₖ."""
+    """The per-example map x̂ᵏ ↦ f (k = 1..K; identity for k = K), whose Jacobian is Pₖ.
+
+    k = 0 is the whole network x ↦ f (from the input, x̂⁰ := x), whose Jacobian is ∂f/∂x = P₁ · ∂x̂¹/∂x.
+    """
     idx = cut_indices(model)
-    if not 1 <= k <= len(idx):
-        raise ValueError(f"k must be in 1..K={len(idx)}, got {k}")
-    return _per_example(model[idx[k - 1] + 1:])
+    if not 0 <= k <= len(idx):
+        raise ValueError(f"k must be in 0..K={len(idx)}, got {k}")
+    return _per_example(model if k == 0 else model[idx[k - 1] + 1:])
+
+
+def input_map(model: nn.Sequential) -> PerExample:
+    """The per-example map x ↦ x̂¹ (input preprocessing such as ``Unflatten``, then the first Linear/Conv),
+    whose Jacobian ∂x̂¹/∂x is the first layer's linear map A¹ (as an operator on the flattened input)."""
+    return _per_example(model[: cut_indices(model)[0] + 1])
 
 
 def per_example_jvp(fn: PerExample, Z: Tensor, V: Tensor) -> Tensor:
@@ -276,14 +306,34 @@ def layer_norms_matfree(model: nn.Sequential, X: Tensor, **power) -> Tensor:
 
 
 def chain_norm_matfree(model: nn.Sequential, X: Tensor, k: int = 1, **power) -> Tensor:
-    """(N,) vector of ‖Pₖ(xᵢ)‖₂ = ‖∂f/∂x̂ᵏ‖₂ (default P₁) for any cut Sequential, matrix-free.
+    """(N,) vector of ‖Pₖ(xᵢ)‖₂ = ‖∂f/∂x̂ᵏ‖₂ (default P₁; k = 0: the input gain ‖∂f/∂x‖₂) for any cut
+    Sequential, matrix-free.
 
     ``power``: tol, max_iter, seed, criterion of ``spectral_norm_matfree``.
     """
     fn = chain_map(model, k)
     with torch.no_grad():
-        z = preactivations(model, X)[k - 1]
+        z = X if k == 0 else preactivations(model, X)[k - 1]
     return spectral_norm_matfree(fn, z, **power).norm
+
+
+#: modules that may precede the first cut without making x ↦ x̂¹ non-affine (pure reshapes)
+RESHAPES: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Unflatten, nn.Identity)
+
+
+def input_layer_norm_matfree(model: nn.Sequential, X: Tensor, **power) -> Tensor:
+    """(N,) vector of ‖∂x̂¹/∂x (xᵢ)‖₂, the norm of the first Linear/Conv map on the (flattened) input.
+
+    When only reshapes (``RESHAPES``) precede the first cut the map is affine, so its Jacobian A¹ is the
+    same for every input of X's shape: one power iteration on the first example, repeated N times.
+    Otherwise (nonlinear preprocessing) a power iteration per example. ``power`` as in
+    ``spectral_norm_matfree``.
+    """
+    idx = cut_indices(model)
+    affine = all(isinstance(m, RESHAPES) for m in list(model)[: idx[0]])
+    Z = X[:1] if affine else X
+    norm = spectral_norm_matfree(input_map(model), Z, **power).norm
+    return norm.expand(X.shape[0]) if affine else norm
 
 
 def layerwise_jacobians_dense(model: nn.Sequential, X: Tensor) -> list[Tensor]:

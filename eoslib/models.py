@@ -105,17 +105,3 @@ def cnn(
         c, h, w = channels, (h + 1) // 2, (w + 1) // 2
     layers += [nn.Flatten(), nn.Linear(c * h * w, out_dim, dtype=dtype)]
     return init_weights(nn.Sequential(*layers), init, seed)
-
-
-def build_model(kind: str, in_dim: int, out_dim: int, **kw) -> nn.Sequential:
-    """Build ``mlp`` or ``cnn`` from a config dict (used by the CLI and the pipeline)."""
-    if kind == "mlp":
-        return mlp(in_dim, out_dim=out_dim, **kw)
-    if kind == "cnn":
-        return cnn(out_dim=out_dim, **kw)
-    raise ValueError(f"unknown model kind {kind!r}; choose 'mlp' or 'cnn'")
-
-
-def linear_layers(model: nn.Module) -> list[nn.Linear]:
-    """The Linear layers of an MLP in order (A¹..Aᴷ)."""
-    return [m for m in model.modules() if isinstance(m, nn.Linear)]

@@ -1,15 +1,21 @@
 """Layer shares, block bounds and the per-example bound against dense float64 Gram/NTK computations,
 and the measurement hook against a fresh eigen-solve."""
+import copy
+
 import pytest
 import torch
-
+from torch.func import jacrev
 
 from conftest import dense_jacobian_and_criterion_hessian, tiny_objective
 from eoslib.curvature import block_bounds, layer_blocks, layer_shares, per_example_bound, top_curvature
 from eoslib.eigen import top_eigenpairs
 from eoslib.measure import Measurement
+from eoslib.objective import Objective
 from eoslib.solvers import ExponentialEuler
 from eoslib.training import Stop, train
+
+# torch-internal: the first forward-mode AD call scripts its JVP decompositions with the deprecated torch.jit
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
 
 def gram_blocks(ob, theta):
@@ -51,6 +57,56 @@ def test_block_bounds_and_per_example_bound():
     assert bb.lower <= bb.ggn_lam * (1 + 1e-9) and bb.ggn_lam <= bb.upper * (1 + 1e-9)
     bound = per_example_bound(ob, theta)
     assert (bound >= bb.block_lams * (1 - 1e-9)).all(), (bound, bb.block_lams)
+
+
+def test_per_example_bound_by_hand():
+    """ReLU net A¹ = I, b = 0, A² = [[2, 0], [1, 1]], MSE (D = I), x₁ = (1, 2), x₂ = (3, −1) (unit 2 dead on x₂).
+    Layer 1: P₁(x₁) = A², ‖A²‖² = λ_max([[5, 1], [1, 1]]) = 3 + √5, ‖x₁‖² + 1 = 6; P₁(x₂) = A² diag(1, 0),
+    ‖·‖² = 5, ‖x₂‖² + 1 = 11: bound ½(6(3 + √5) + 55) = (73 + 6√5)/2. Layer 2: P₂ = I, x¹ = (1, 2), (3, 0):
+    bound ½(6 + 10) = 8."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(2))
+        model[0].bias.zero_()
+        model[2].weight.copy_(torch.tensor([[2.0, 0.0], [1.0, 1.0]]))
+        model[2].bias.zero_()
+    ob = Objective(model, torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=torch.float64), torch.tensor([0, 1]),
+                   loss="mse")
+    bound = per_example_bound(ob, ob.theta0)
+    want = torch.tensor([(73 + 6 * 5 ** 0.5) / 2, 8.0], dtype=torch.float64)
+    torch.testing.assert_close(bound, want, rtol=1e-15, atol=0)  # a handful of roundings of numbers ≤ 73
+
+
+def _dense_per_example_bound(ob, theta):
+    """(1/N) Σ_i ‖D_i‖₂ ‖P_k(x_i)‖₂² (‖x_i^{k−1}‖² + 1) example by example: P_k by jacrev of the modules after
+    the k-th Linear (x̂ᵏ ↦ f) at x̂ᵏ_i, x^{k−1}_i and x̂ᵏ_i by running the modules before, ‖·‖₂ by SVD, and
+    D_i = ∇²_z l(z_i, y_i) from the conftest oracle (torch.func.hessian of the per-example loss)."""
+    model = copy.deepcopy(ob.model).double()
+    torch.nn.utils.vector_to_parameters(theta.double(), model.parameters())
+    K = len(model) // 2 + 1
+    D = dense_jacobian_and_criterion_hessian(ob, theta)[1]
+    Dn = torch.linalg.matrix_norm(D, ord=2)
+    out = []
+    with torch.no_grad():
+        for k in range(1, K + 1):
+            terms = []
+            for i in range(ob.N):
+                x_prev = model[: 2 * (k - 1)](ob.X[i: i + 1])  # input of layer k
+                z = model[: 2 * k - 1](ob.X[i: i + 1])[0]  # x̂ᵏ
+                after = model[2 * k - 1:]
+                Pk = jacrev(lambda u: after(u[None])[0])(z)
+                terms.append(Dn[i] * torch.linalg.matrix_norm(Pk, ord=2) ** 2 * (x_prev.pow(2).sum() + 1))
+            out.append(torch.stack(terms).mean())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+@pytest.mark.parametrize("act", ["elu", "relu"])
+def test_per_example_bound_matches_dense_oracle(loss, act):
+    ob = tiny_objective(loss, depth=4, activation=act)
+    theta = ob.theta0 + 0.2 * torch.randn(ob.P, dtype=torch.float64)
+    # eigvalsh/SVD of the same small matrices and sums of ≤ 7 positive terms: agreement to ~1e-15 relative
+    torch.testing.assert_close(per_example_bound(ob, theta), _dense_per_example_bound(ob, theta), rtol=1e-13, atol=0)
 
 
 def test_top_curvature_split():

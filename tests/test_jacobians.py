@@ -1,14 +1,17 @@
 """Layerwise Jacobians: closed form and matrix-free path against per-example ``torch.func.jacrev`` oracles."""
+import inspect
+import math
+
 import pytest
 import torch
 from torch import nn
-from torch.func import jacrev
+from torch.func import grad, jacrev, vmap
 
 from eoslib.jacobians import (
-    activation_derivative,
-    chain_jacobian, chain_jacobians, chain_map, chain_norm_matfree, cut_indices, layer_map, layer_norms_matfree,
-    layerwise_jacobians, layerwise_jacobians_dense, mlp_parts, per_example_jvp, per_example_vjp, preactivations,
-    spectral_norm_matfree,
+    activation_derivative, chain_from_top,
+    chain_jacobian, chain_jacobians, chain_map, chain_norm_matfree, cut_indices, input_layer_norm_matfree,
+    input_map, layer_map, layer_norms_matfree, layerwise_jacobians, layerwise_jacobians_dense, mlp_parts, mlp_pass,
+    per_example_jvp, per_example_vjp, preactivations, spectral_norm_matfree,
 )
 from eoslib.models import cnn, mlp
 
@@ -59,17 +62,80 @@ def test_chain_matches_jacrev_of_output(act):
         assert (P - oracle).abs().max() < 1e-12
 
 
+#: hand-written σ′ (the closed forms eoslib used before torch.func), an oracle independent of autograd
+HAND_PRIME = {
+    nn.ELU: lambda a, z: torch.where(z > 0, torch.ones_like(z), a.alpha * torch.exp(z)),
+    nn.Tanh: lambda a, z: 1 - torch.tanh(z) ** 2,
+    nn.ReLU: lambda a, z: (z > 0).to(z.dtype),
+    nn.LeakyReLU: lambda a, z: torch.where(z > 0, torch.ones_like(z), torch.full_like(z, a.negative_slope)),
+    nn.Sigmoid: lambda a, z: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
+    nn.SiLU: lambda a, z: torch.sigmoid(z) * (1 + z * (1 - torch.sigmoid(z))),
+    nn.GELU: lambda a, z: 0.5 * (1 + torch.erf(z / math.sqrt(2))) + z * torch.exp(-z * z / 2) / math.sqrt(2 * math.pi),
+    nn.Softplus: lambda a, z: torch.where(a.beta * z > a.threshold, torch.ones_like(z), torch.sigmoid(a.beta * z)),
+    nn.Identity: lambda a, z: torch.ones_like(z),
+}
+EPS = torch.finfo(D).eps
+
+
 @pytest.mark.parametrize("act", [
     nn.ELU(), nn.ELU(alpha=0.5), nn.Tanh(), nn.ReLU(), nn.LeakyReLU(0.1), nn.Sigmoid(), nn.SiLU(), nn.GELU(),
     nn.GELU(approximate="tanh"), nn.Softplus(), nn.Softplus(beta=2.0, threshold=5.0), nn.Identity(),
     nn.CELU(), nn.SELU(), nn.Mish(), nn.Softsign(),
 ], ids=repr)
-def test_activation_derivative_closed_form_matches_vmap_grad(act):
-    """Closed-form σ′ (or the vmap(grad) fallback) = vmap(grad(σ)), including kinks (0) and thresholds."""
-    z = torch.cat([torch.linspace(-12, 12, 241, dtype=D), torch.tensor([0.0, 2.5, 10.0, 20.0], dtype=D)])
-    z = z.reshape(5, 49)
-    ref = activation_derivative(act, z, closed_form=False)
-    torch.testing.assert_close(activation_derivative(act, z), ref, rtol=0, atol=1e-15)
+def test_activation_derivative_matches_hand_formulas_and_autograd(act):
+    """σ′ by one forward-mode pass = the hand-written closed form (where there is one) and = reverse-mode
+    ``vmap(grad(σ))``, on a grid with kinks (±0) and thresholds (Softplus 2.5, 20). Tolerance 2·eps: σ′ ≤ 1.13
+    here, so two roundings of the same value differ by ≤ 2 ulp of [1, 2) (measured ≤ 1 ulp)."""
+    z = torch.cat([torch.linspace(-12, 12, 241, dtype=D), torch.tensor([0.0, -0.0, 2.5, 10.0, 20.0], dtype=D)])
+    z = z.reshape(2, 123)
+    d = activation_derivative(act, z)
+    assert d.shape == z.shape and d.dtype == D
+    torch.testing.assert_close(d, vmap(grad(act))(z.reshape(-1)).reshape(z.shape), rtol=0, atol=2 * EPS)
+    hand = HAND_PRIME.get(type(act))
+    if hand is not None and getattr(act, "approximate", "none") == "none":
+        torch.testing.assert_close(d, hand(act, z), rtol=0, atol=2 * EPS)
+
+
+def test_activation_derivative_branch_conventions_and_second_derivative():
+    """At the kinks the same one-sided values as autograd's backward: ReLU′(0) = 0, ELU′(0) = α,
+    LeakyReLU′(0) = slope; Softplus′ = 1 above its threshold. The result is differentiable again (σ″)."""
+    zero = torch.zeros(3, dtype=D)
+    assert torch.equal(activation_derivative(nn.ReLU(), zero), zero)
+    assert torch.equal(activation_derivative(nn.ELU(alpha=0.7), zero), torch.full((3,), 0.7, dtype=D))
+    assert torch.equal(activation_derivative(nn.LeakyReLU(0.2), zero), torch.full((3,), 0.2, dtype=D))
+    assert torch.equal(activation_derivative(nn.Softplus(beta=1.0, threshold=5.0), torch.full((3,), 5.5, dtype=D)),
+                       torch.ones(3, dtype=D))
+    z = torch.linspace(-3, 3, 13, dtype=D, requires_grad=True)
+    (dd,) = torch.autograd.grad(activation_derivative(nn.Tanh(), z).sum(), z)
+    t = torch.tanh(z.detach())
+    torch.testing.assert_close(dd, -2 * t * (1 - t * t), rtol=0, atol=4 * EPS)  # tanh″ = −2 tanh (1 − tanh²)
+    with torch.no_grad():  # forward-mode AD is not switched off by no_grad
+        torch.testing.assert_close(activation_derivative(nn.Tanh(), z), 1 - t * t, rtol=0, atol=2 * EPS)
+
+
+def test_chain_from_top_order_and_parameter_override():
+    """``chain_from_top`` yields Pᴷ = I, …, P₁ lazily (a generator); ``mlp_pass`` with the model's own
+    parameters passed as ``params`` (new tensors) gives the same pass, and its inputs are x⁰..xᴷ⁻¹."""
+    model, X = _net(depth=4), _X()
+    p = mlp_pass(model, X)
+    gen = chain_from_top(p)
+    assert inspect.isgenerator(gen)
+    Ps = list(gen)
+    assert len(Ps) == 4 and torch.equal(Ps[0], torch.eye(3, dtype=D).expand(7, 3, 3))
+    for got, want in zip(Ps, chain_jacobians(model, X)[::-1]):
+        assert torch.equal(got, want)
+    params = {n: t.detach().clone() for n, t in model.named_parameters()}
+    q = mlp_pass(model, X, params)
+    for a, b in zip(q.inputs + q.slopes, p.inputs + p.slopes):
+        assert torch.equal(a, b)
+    expected, h = [X], X  # x⁰ = X, xᵏ = σ(x̂ᵏ) from the modules themselves
+    for m in list(model)[:-1]:
+        h = m(h)
+        if not isinstance(m, nn.Linear):
+            expected.append(h)
+    assert len(p.inputs) == 4 and all(torch.equal(a, b) for a, b in zip(p.inputs, expected))
+    with pytest.raises(KeyError, match="params has no '2.weight'"):
+        mlp_pass(model, X, {k: v for k, v in params.items() if k != "2.weight"})
 
 
 def test_chain_is_product_of_layer_jacobians():
@@ -157,6 +223,22 @@ def test_matfree_on_cnn_matches_dense_jacrev():
                 torch.stack([torch.linalg.matrix_norm(J, ord=2) for J in dense], dim=1))
     P1 = torch.stack([jacrev(_one(model[2:]))(zs[0][i]).reshape(4, -1) for i in range(5)])
     _check_norm(chain_norm_matfree(model, X, tol=TOL, max_iter=5000), torch.linalg.matrix_norm(P1, ord=2))
+    # from the input (k = 0): ∂f/∂x of the whole network, and ∂x̂¹/∂x of (Unflatten, Conv) — the same A¹ for all x
+    dfdx = torch.stack([jacrev(_one(model))(X[i]) for i in range(5)])
+    _check_norm(chain_norm_matfree(model, X, k=0, tol=TOL, max_iter=5000), torch.linalg.matrix_norm(dfdx, ord=2))
+    A1 = torch.stack([jacrev(_one(model[:2]))(X[i]).reshape(27, 36) for i in range(5)])
+    _check_norm(input_layer_norm_matfree(model, X, tol=TOL, max_iter=5000), torch.linalg.matrix_norm(A1, ord=2))
+
+
+def test_input_map_with_nonlinear_preprocessing():
+    """A nonlinear module before the first cut makes ∂x̂¹/∂x depend on x: one power iteration per example."""
+    model = nn.Sequential(nn.Tanh(), nn.Linear(5, 4), nn.ELU(), nn.Linear(4, 3)).to(D)
+    X = 2 * _X()
+    dense = torch.stack([jacrev(input_map(model))(x) for x in X])
+    assert not torch.allclose(dense[0], dense[1])
+    _check_norm(input_layer_norm_matfree(model, X, tol=TOL, max_iter=5000), torch.linalg.matrix_norm(dense, ord=2))
+    with pytest.raises(ValueError, match="0..K=2"):
+        chain_map(model, 3)
 
 
 def test_power_iteration_result_and_determinism():
