@@ -92,11 +92,9 @@ def block_bounds(objective: Objective, theta: Tensor, tol: float = 1e-6) -> Bloc
 
 
 def _criterion_norms(objective: Objective, theta: Tensor) -> Tensor:
-    """‖D_i‖₂ per example: 1 for MSE; λ_max(diag(p) − ppᵀ) for CE."""
-    if objective.loss_name == "mse":
-        return torch.ones(objective.N, dtype=torch.float64)
-    p = torch.softmax(objective.outputs(theta).double(), dim=1)
-    return torch.linalg.eigvalsh(torch.diag_embed(p) - p[:, :, None] * p[:, None, :])[:, -1]
+    """‖D_i‖₂ per example (float64), from the objective's loss (:meth:`eoslib.losses.Loss.hessian_norms`)."""
+    with torch.no_grad():
+        return objective.criterion.hessian_norms(objective.outputs(theta).double(), objective.y)
 
 
 def per_example_bound(objective: Objective, theta: Tensor) -> Tensor:

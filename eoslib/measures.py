@@ -77,10 +77,10 @@ def probe_stats(model, X) -> ProbeStats:
     """The :class:`ProbeStats` of ``model`` on the rows X (one pass of :func:`eoslib.alignment.alignment_stats`)."""
     import torch
 
-    from .alignment import alignment_stats
+    from .alignment import full_alignment_stats
 
     with torch.no_grad():
-        out = alignment_stats(model, X)
+        out = full_alignment_stats(model, X)
     if isinstance(out, tuple):
         norms, chain, factors = out[:3]
         extra = {}
@@ -121,6 +121,14 @@ def chain_gain(s: ProbeStats) -> float:
 def log_norm_product(s: ProbeStats) -> float:
     """mean Σₖ log‖Jᵏ(x)‖₂: the layer-norm part of log‖P₁‖ = log α + Σₖ log‖Jᵏ‖."""
     return float(np.log(s.norms).sum(axis=1).mean())
+
+
+@measure("alpha_in_mean", r"mean input-chain alignment $\bar\alpha_{\mathrm{in}}$", "alignment")
+def alpha_in_mean(s: ProbeStats) -> float:
+    """Mean over the probe of α_in(x) = ‖∂f/∂x‖₂ / (‖A¹‖₂ Πₖ‖Jᵏ(x)‖₂): the alignment of the chain from the
+    input, including the input layer's Jacobian ∂x̂¹/∂x = A¹ (α_in ≤ α)."""
+    ratio = s.extra["input_gain"] / (s.extra["input_norm"] * s.norms.prod(axis=1))
+    return float(ratio.mean())
 
 
 # ---------------------------------------------------------------------------------------------- curvature
