@@ -63,7 +63,8 @@ def schema() -> dict:
         "powerlaw": {"measures": ListOf(Choice(MEASURES.names, "measure")),
                      "endpoints": ListOf(Choice(ENDPOINTS, "end point")),
                      "primary": {"measure": Text(), "endpoint": Text()},
-                     "n_boot": Int(), "level": Num(maximum=0.999)},
+                     "n_boot": Int(), "level": Num(maximum=0.999),
+                     "min_groups_bootstrap": Opt(Int(minimum=2), 10)},  # fewer seeds: t-interval over seeds
         "criteria": criteria_schema(),
         "notebooks": MapOf(Opt(Any_(), {}), what="notebook parameters"),
     }
