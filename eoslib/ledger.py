@@ -64,6 +64,15 @@ def criteria_schema() -> dict:
             ((k, CLAIMS[k]) for k in CLAIMS)}
 
 
+def criteria(params: dict, key: str, version: int | None = None) -> dict:
+    """The criteria block of claim ``key`` in params.yaml: version ``version`` (default: the latest)."""
+    crit = {k: v for k, v in (params["criteria"].get(key) or {}).items() if v is not None}
+    if not crit:
+        raise KeyError(f"no criteria registered for claim {key!r} in params.yaml")
+    v = max(int(k[1:]) for k in crit) if version is None else version
+    return crit[f"v{v}"]
+
+
 def _verdict(oks: list[bool]) -> str:
     if not oks:
         return NOT_MEASURED
@@ -327,7 +336,7 @@ def claim_c4_v2(params, root, c, fits) -> dict:
         lo, hi = a.get("beta_interval") or [None, None]
         excl = lo is not None and hi is not None and (lo > 0 or hi < 0)
         r2m, d = a.get("r2_means"), a.get("delta_aicc")
-        not_sat = d is None or d <= c["aicc_threshold"]
+        not_sat = d is None or not d > c["aicc_threshold"]  # NaN (no saturating fit): not preferred
         ok = bool(r2m is not None and r2m >= c["min_r2_means"] and excl and not_sat)
         return {"beta": a.get("beta_t", f.get("beta")), "beta_interval": [lo, hi],
                 "interval": a.get("interval_method"), "r2_means": r2m, "r2_pooled": a.get("r2_pooled"),
@@ -548,11 +557,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-def criteria(params: dict, key: str, version: int | None = None) -> dict:
-    """The criteria block of claim ``key`` in params.yaml: version ``version`` (default: the latest)."""
-    crit = {k: v for k, v in (params["criteria"].get(key) or {}).items() if v is not None}
-    if not crit:
-        raise KeyError(f"no criteria registered for claim {key!r} in params.yaml")
-    v = max(int(k[1:]) for k in crit) if version is None else version
-    return crit[f"v{v}"]

@@ -147,7 +147,7 @@ def test_fit_all_recovers_known_exponents_and_c4_verdict(tmp_path, params):
     assert fits["fits"][settings[0]]["threshold"]["sharpness"]["beta"] == pytest.approx(0.5, abs=1e-12)
     f1 = fits["fits"][settings[1]]["threshold"]["alpha_mean"]
     assert f1["r2"] < 0.3  # pure noise around a constant: little of the variance is explained by log N
-    c4 = ledger.judge_claim("C4", p, tmp_path, fits)
+    c4 = ledger.judge_claim("C4", p, tmp_path, fits, version=1)  # as first registered: pooled R², bootstrap
     assert c4["measured"]["settings"][settings[0]]["ok"] and not c4["measured"]["settings"][settings[1]]["ok"]
     assert c4["verdict"] == ledger.PARTLY
 
