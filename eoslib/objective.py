@@ -108,6 +108,8 @@ class Objective:
         self.hvp_method = hvp_method
         self.cache_graph = self.chunk_size >= self.N if cache_graph is None else bool(cache_graph)
         self._graph: tuple | None = None  # (weakref to θ, θ._version, [(th, g, loss_sum) per chunk])
+        #: work done so far, in full-batch units: gradients, Hessian-vector and GGN-vector products (columns)
+        self.counts = {"grad": 0, "hvp": 0, "ggn": 0}
         with torch.no_grad():
             self.Q = self._f(self.theta0, self.X[:1]).shape[1]
         if y.min() < 0 or y.max() >= self.Q:
@@ -193,6 +195,7 @@ class Objective:
         double-backward ``hvp_method``) the gradient is taken from the cached graph, built once for both.
         Returns values (no graph to θ): see :meth:`loss` for the differentiable form."""
         self._numerical(theta, "loss_and_grad")
+        self.counts["grad"] += 1
         if self._uses_graph() and self.cache_graph and (keep_graph or self._cached_graph(theta) is not None):
             total, g = 0.0, torch.zeros_like(theta)
             for _, gc, value in self._grad_graphs(theta):
@@ -210,12 +213,13 @@ class Objective:
     def grad(self, theta: Tensor) -> Tensor:
         """∇L(θ) (a value; ``torch.func.grad(objective.loss)`` is the differentiable form)."""
         self._numerical(theta, "grad")
-        return self.loss_and_grad(theta)[1]
+        return self.loss_and_grad(theta)[1]  # counted there
 
     # ---------------------------------------------------------------- curvature products
     def hvp(self, theta: Tensor, V: Tensor) -> Tensor:
         """∇²L(θ)·V for V of shape P or P × m."""
         self._numerical(theta, "hvp")
+        self.counts["hvp"] += 1 if V.ndim == 1 else V.shape[1]
         if self._uses_graph() and self.cache_graph:
             return self._blockwise(V, lambda W: self._hvp_cached(theta, W))
         return self._blockwise(V, lambda W: self._sum_chunks(W, self._hvp_chunk, theta))
@@ -231,6 +235,7 @@ class Objective:
     def ggn_vp(self, theta: Tensor, V: Tensor) -> Tensor:
         """G·V = (1/N) Σ_i J_iᵀ D_i (J_i V): jvp → criterion Hessian D (``criterion.hessian_vp``) → vjp."""
         self._numerical(theta, "ggn_vp")
+        self.counts["ggn"] += 1 if V.ndim == 1 else V.shape[1]
         return self._blockwise(V, lambda W: self._sum_chunks(W, self._ggn_chunk, theta))
 
     def residual_vp(self, theta: Tensor, V: Tensor) -> Tensor:

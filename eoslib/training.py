@@ -1,8 +1,10 @@
 """The training loop: run a solver until a loss threshold, a flow time or a step budget; checkpoint and resume.
 
 Row n of the returned table describes the iterate θ_n at flow time t_n = Σ_{j<n} Δt_j: its loss, gradient
-norm, the eigenvalues the solver computed there, the step Δt_n taken from it, and whatever the hooks
-measured at θ_n. The last row is the final iterate (no step taken from it).
+norm, the eigenvalues the solver computed there, the step Δt_n taken from it, its cost (``cost_grad``,
+``cost_hvp``: gradients and Hessian-vector products the step used, from ``objective.counts``) and whatever the
+hooks measured at θ_n (their own work is not in the cost). The last row is the final iterate (no step taken
+from it).
 """
 from __future__ import annotations
 
@@ -76,6 +78,14 @@ def _expand(rec: dict) -> dict:
         rec["sharpness"] = eigs[0]
         rec |= {f"lam{j + 1}": v for j, v in enumerate(eigs)}
     return rec
+
+
+def _spent(objective, before: dict) -> dict:
+    """The work of one solver step: ``cost_grad``, ``cost_hvp`` (gradients and Hessian-vector products)."""
+    counts = getattr(objective, "counts", None)
+    if not counts:
+        return {}
+    return {f"cost_{k}": counts[k] - before.get(k, 0) for k in ("grad", "hvp")}
 
 
 @contextmanager
@@ -160,9 +170,10 @@ def train(
         row = {"step": step, "t": t}
         if not final:
             cap = None if until.time is None else until.time - t
+            before = dict(getattr(objective, "counts", {}))
             with _naming_the_step(desc, step, t):
                 theta_next, rec = solver.step(objective, theta, dt_cap=cap)
-            row |= _expand(rec)
+            row |= _expand(rec) | _spent(objective, before)
             loss = row["loss"]
         else:
             theta_next, loss = theta, objective.loss(theta).item()

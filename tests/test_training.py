@@ -133,3 +133,14 @@ def test_failed_eigen_solve_stops_the_run_naming_the_step():
     ob = quadratic()
     with pytest.raises(EigenConvergenceError, match=r"myrun: step 2 \(t=0\.02\): residual"):
         train(Failing(0.01), ob, until=Stop(steps=5), progress=False, desc="myrun")
+
+
+def test_cost_columns_count_the_solver_work():
+    """GD costs one gradient per step and no HVP; exponential Euler one gradient plus its eigen-solve's products
+    (the eig_matvecs it reports)."""
+    ob = quadratic()
+    r = train(GradientDescent(0.01), ob, until=Stop(steps=4), progress=False)
+    assert list(r.table.cost_grad[:-1]) == [1, 1, 1, 1] and (r.table.cost_hvp[:-1] == 0).all()
+    e = train(ExponentialEuler(dt_max=0.2, stiff_dim=1, tol=1e-6), ob, until=Stop(steps=3), progress=False)
+    steps = e.table.iloc[:-1]
+    assert (steps.cost_grad == 1).all() and (steps.cost_hvp == steps.eig_matvecs).all()
