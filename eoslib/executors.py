@@ -82,3 +82,6 @@ def build_executor(spec: dict | None):
     """The executor of ``params.yaml``'s ``executor`` section (default: one local process)."""
     spec = dict(spec or {"kind": "local"})
     return EXECUTORS[spec.pop("kind")](**spec)
+
+
+from . import slurm  # noqa: E402,F401  (registers the "slurm" executor; submitit is imported only when it runs)

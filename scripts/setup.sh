@@ -12,6 +12,15 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && comm
     || echo "setup: could not install dataset-fashion-mnist; its loader test will be skipped" >&2
 fi
 
+# Slurm and munge: tests/test_slurm.py starts a one-node cluster with them (as root; skipped without them).
+# Nothing is configured or started here: the test writes its own slurm.conf and munge key in a temp folder.
+if command -v apt-get >/dev/null && ! dpkg -s slurm-wlm munge >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "setup: installing Debian packages slurm-wlm and munge" >&2
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    slurm-wlm munge >/dev/null || echo "setup: could not install slurm-wlm/munge; tests/test_slurm.py will be skipped" >&2
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=".venv/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
