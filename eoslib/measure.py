@@ -46,6 +46,14 @@ class Measurement:
         self.shares, self.alignment, self.probe, self.seed, self.verbose = shares, alignment, probe, seed, verbose
         self._v0: dict[str, Tensor] = {}
 
+    def state_dict(self) -> dict:
+        """The warm-start eigenvectors (checkpointed by :func:`eoslib.training.train`, so a resumed run measures
+        the same values bit for bit)."""
+        return {"v0": dict(self._v0)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._v0 = dict(state.get("v0", {}))
+
     def __call__(self, objective: Objective, theta: Tensor, step: int, t: float, final: bool) -> dict | None:
         if not final and step % self.every:
             return None

@@ -146,8 +146,9 @@ def train(
 ) -> TrainResult:
     """Run ``solver`` on ``objective`` from ``theta0`` (default ``objective.theta0``) until ``until``.
 
-    With ``checkpoint`` set, the state (θ, rows so far, solver warm-start state) is written atomically every
-    ``checkpoint_every`` steps and training resumes from it if the file exists; it is removed on success.
+    With ``checkpoint`` set, the state (θ, rows so far, the solver's and the hooks' warm-start state — hooks
+    with ``state_dict``/``load_state_dict``) is written atomically every ``checkpoint_every`` steps and training
+    resumes from it if the file exists, to the same results bit for bit; it is removed on success.
     Raises :class:`DivergenceError` naming the step when the loss or θ stops being finite.
     """
     until = Stop(**until) if isinstance(until, dict) else (until or Stop())
@@ -160,6 +161,9 @@ def train(
         theta, rows, t, step, elapsed = state["theta"], state["rows"], state["t"], state["step"], state["seconds"]
         solver.load_state_dict(state["solver"])
         prev = state.get("prev")
+        for hook, hs in zip(hooks, state.get("hooks", [])):
+            if hs is not None and hasattr(hook, "load_state_dict"):
+                hook.load_state_dict(hs)
     start = time.perf_counter() - elapsed
     bar = tqdm(total=until.steps, initial=step, desc=desc, disable=not progress, mininterval=1.0)
     stopped_by = "steps"
@@ -208,7 +212,8 @@ def train(
             bar.set_postfix(loss=f"{loss:.4g}", t=f"{t:.4g}", lam1=f"{row.get('sharpness', float('nan')):.4g}")
         if checkpoint is not None and step % checkpoint_every == 0:
             atomic_save({"theta": theta, "rows": rows, "t": t, "step": step, "solver": solver.state_dict(),
-                         "prev": prev, "seconds": time.perf_counter() - start}, checkpoint)
+                         "prev": prev, "seconds": time.perf_counter() - start,
+                         "hooks": [h.state_dict() if hasattr(h, "state_dict") else None for h in hooks]}, checkpoint)
     bar.close()
     if checkpoint is not None and Path(checkpoint).exists():
         Path(checkpoint).unlink()
