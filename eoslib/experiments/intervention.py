@@ -1,0 +1,378 @@
+"""A causal test of C3: hold the alignment ᾱ fixed once it reaches α* and see whether the sharpening stops.
+
+Per seed, one **free** run: the flow solver from θ₀ to the horizon (the loss threshold, capped by the flow time
+``intervention.time`` and ``max_steps``). Per (seed, α*, hold) one **arm**: the same flow until ᾱ first reaches
+α* (checked at every iterate; the crossing step is retaken shorter so that ᾱ lands on α* within 0.1 %, when the
+solver honours ``dt_cap``), then the projected flow θ' = −P∇L holding the constraint ``hold`` at its value
+there (:mod:`eoslib.intervention`: ``alpha`` holds ᾱ, the placebo ``norms`` holds the probe mean of
+Σₖ log‖Jᵏ‖) to the same horizon. The projection needs a gradient-only solver (``gd``, ``agd``, ``rkc``);
+the default ``agd`` (Δt = min(Δt_max, c/λ₁), c = 1) stays below the edge of stability 2/λ₁, so λ_max is the
+flow's. ᾱ and the constraints use the probe rows of :class:`~eoslib.measure.Measurement` (same probe, seed).
+
+Columns of ``trajectory.csv``: the solver's record (``sharpness`` = λ_max(∇²L) at every iterate for agd/rkc),
+every ``measure_every`` steps of the free run and of an arm's held phase (from the switch on; before it the
+free run has them) the :class:`~eoslib.measure.Measurement` columns (eigen-solves of the operators in
+``curvature``, alignment measures on the probe), at every iterate the chain-gain
+decomposition ``abar`` (ᾱ), ``log_alpha_mean``, ``log_norms_mean``, ``log_chain_mean`` (mean log‖P₁‖ = mean
+log α + mean Σₖ log‖Jᵏ‖), ``phase`` (``free`` | ``hold``), and in the held phase the projection's ``c``,
+``c_drift``, ``c_grad_norm``, ``removed`` (fraction of ‖∇L‖² projected out), ``c_step_drift``, ``newton``.
+
+Runs ``intervene/<setting>/seed<s>/free`` and ``intervene/<setting>/seed<s>/a<α*>-<hold>``, one stage
+``intervene``. ``summary.json`` adds ``arm``, ``alpha_star``, ``switched``, ``switch`` (step, t, loss, ᾱ, λ_max,
+target), ``end``, ``sharpness_at_loss`` (λ_max at the loss levels L_s·(L_thr/L_s)^f, f in ``levels``, between
+the switch loss L_s and the threshold) and the drift of both constraints in the held phase.
+:func:`compare_arms` sets every arm beside the free run of its seed at equal losses and equal flow times;
+:func:`decomposition` gives the chain-gain growth split (a figure panel per run).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..curvature import OPERATORS
+from ..intervention import CONSTRAINTS
+from ..schema import Choice, Int, ListOf, Num, Opt, Text, Where, fail
+from .base import KINDS, SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, setting_config
+
+#: solvers that only take gradients (and Hessian products for their step size): the projection applies to them
+GRADIENT_ONLY = ("gd", "agd", "rkc")
+DEFAULT_SOLVER = {"name": "agd", "dt_max": 0.5, "c": 1.0}
+#: ᾱ lands on α* within this relative tolerance when the crossing step is retaken
+LAND_RTOL = 1e-3
+#: the chain-gain decomposition columns (every iterate)
+CHAIN_COLUMNS = ("abar", "log_alpha_mean", "log_norms_mean", "log_chain_mean")
+
+
+def _gradient_only(spec: dict, path: str) -> None:
+    if spec["name"] not in GRADIENT_ONLY:
+        fail(f"{path}.name", f"the projected flow needs a gradient-only solver, one of {list(GRADIENT_ONLY)} (got "
+                             f"{spec['name']!r}: it integrates the stiff directions of the unprojected Hessian)")
+
+
+SCHEMA = {
+    "setting": Text(),
+    "n": Int(minimum=2),
+    "seeds": ListOf(Int(minimum=0)),
+    "alpha_stars": ListOf(Num(maximum=1.0), ascending=True),  # 0 < α* ≤ 1
+    "holds": ListOf(Choice(CONSTRAINTS.names, "constraint")),
+    "probe": Int(),
+    "measure_every": Int(),
+    "max_steps": Int(),
+    "time": Num(),  # flow-time cap of the horizon (the horizon is the loss threshold, or this time if sooner)
+    "solver": Opt(Where(SOLVER_SPEC, _gradient_only), DEFAULT_SOLVER),
+    "levels": Opt(ListOf(Num(maximum=1.0), ascending=True), [0.25, 0.5, 0.75, 1.0]),
+    "curvature": Opt(ListOf(Choice(OPERATORS, "operator")), ["hessian"]),  # Measurement's eigen-solves
+    "checkpoint_every": Opt(Int(), 50),
+}
+
+
+def run_name(setting: str, seed: int, alpha_star: float | None = None, hold: str | None = None) -> str:
+    """``intervene/<setting>/seed<s>/free`` or ``intervene/<setting>/seed<s>/a<α*>-<hold>``."""
+    arm = "free" if hold is None else f"a{alpha_star:g}-{hold}"
+    return f"intervene/{setting}/seed{seed}/{arm}"
+
+
+def plan(p: dict) -> dict[str, Stage]:
+    """One stage ``intervene``: per seed the free run, then every (α*, hold) arm."""
+    iv = p["intervention"]
+    setting_config(p, iv["setting"], "intervention.setting")
+    runs = {}
+    for seed in iv["seeds"]:
+        c = base_config(p, iv["setting"], iv["n"], seed, "intervention.n")
+        c |= {"kind": "intervene", "solver": dict(iv["solver"]), "probe": iv["probe"],
+              "measure_every": iv["measure_every"], "max_steps": iv["max_steps"], "time": iv["time"],
+              "levels": list(iv["levels"]), "curvature": list(iv["curvature"]),
+              "checkpoint_every": iv["checkpoint_every"]}
+        runs[run_name(iv["setting"], seed)] = c | {"hold": None, "alpha_star": None}
+        for a in iv["alpha_stars"]:
+            for h in iv["holds"]:
+                runs[run_name(iv["setting"], seed, a, h)] = c | {"hold": h, "alpha_star": float(a)}
+    return {"intervene": Stage("intervene", "runs/intervene", runs)}
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def chain_hook(terms):
+    """Train hook: the chain-gain decomposition columns (:data:`CHAIN_COLUMNS`) at every iterate."""
+
+    def hook(objective, theta, step, t, final):
+        return terms.evaluate(theta).terms.summary()
+
+    return hook
+
+
+def _land_alpha(solver, objective, terms, theta, dt_full: float, a_prev: float, a_next: float, target: float,
+                max_evals: int = 8):
+    """Retake the step from θ with Δt ∈ (0, dt_full) so that ᾱ = target·(1 ± LAND_RTOL): Illinois regula falsi
+    on h(Δt) = ᾱ(step(θ, Δt)) − target (h(0) < 0 ≤ h(dt_full)). Returns (θ, Δt, ᾱ) or None when the solver
+    ignores ``dt_cap``."""
+    lo, hlo, hi, hhi, side, best = 0.0, a_prev - target, dt_full, a_next - target, 0, None
+    for _ in range(max_evals):
+        dt = hi - hhi * (hi - lo) / (hhi - hlo) if hhi != hlo else (lo + hi) / 2
+        dt = min(max(dt, lo + 1e-3 * (hi - lo)), hi - 1e-3 * (hi - lo))
+        th, rec = solver.step(objective, theta, dt_cap=dt)
+        if rec["dt"] > dt * (1 + 1e-9):
+            return None
+        a = terms.evaluate(th).terms.summary()["abar"]
+        best = (th, dt, a)
+        if abs(a / target - 1) <= LAND_RTOL:
+            break
+        if a < target:
+            lo, hlo = dt, a - target
+            if side == 1:
+                hhi /= 2
+            side = 1
+        else:
+            hi, hhi = dt, a - target
+            if side == -1:
+                hlo /= 2
+            side = -1
+    return best
+
+
+def follow_until(solver, objective, terms, alpha_star: float, until, desc: str = "prefix") -> dict:
+    """The free flow from θ₀ until ᾱ first reaches ``alpha_star`` (reason ``switch``; the crossing step retaken
+    to land on it), or until ``until`` (a :class:`~eoslib.training.Stop`: reason ``loss``, ``time``, ``steps``)
+    comes first. Returns {theta, rows (the iterates before θ), t, step, reason}: θ is the switch point."""
+    import torch
+
+    from ..training import DivergenceError, _expand  # the row layout of train's table
+
+    theta, t, step, rows = objective.theta0.detach().clone(), 0.0, 0, []
+    s = terms.evaluate(theta).terms.summary()
+    while True:
+        if s["abar"] >= alpha_star * (1 - LAND_RTOL):
+            return {"theta": theta, "rows": rows, "t": t, "step": step, "reason": "switch"}
+        if step >= until.steps or (until.time is not None and t >= until.time * (1 - 1e-12)):
+            return {"theta": theta, "rows": rows, "t": t, "step": step,
+                    "reason": "steps" if step >= until.steps else "time"}
+        cap = None if until.time is None else until.time - t
+        theta_next, rec = solver.step(objective, theta, dt_cap=cap)
+        row = {"step": step, "t": t} | _expand(rec) | s
+        if not math.isfinite(row["loss"]) or not torch.isfinite(theta_next).all():
+            raise DivergenceError(f"{desc}: diverged at step {step} (t={t:.6g}); lower the step size")
+        if until.loss is not None and row["loss"] < until.loss:  # θ is below the threshold before reaching α*
+            return {"theta": theta, "rows": rows, "t": t, "step": step, "reason": "loss"}
+        s_next = terms.evaluate(theta_next).terms.summary()
+        if s_next["abar"] > alpha_star * (1 + LAND_RTOL):  # overshot: retake the step shorter
+            landed = _land_alpha(solver, objective, terms, theta, row["dt"], s["abar"], s_next["abar"], alpha_star)
+            if landed is not None:
+                theta_next, row["dt"], _ = landed
+                s_next = terms.evaluate(theta_next).terms.summary()
+        rows.append(row)
+        theta, t, step, s = theta_next, t + row["dt"], step + 1, s_next
+
+
+def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]:
+    """The free run, or an arm: the free flow to the switch (saved in ``phase1.pt``), then the projected flow."""
+    import torch
+
+    from ..alignment import probe_subset
+    from ..intervention import ChainTerms, Constraint, ProjectedObjective, ProjectedSolver
+    from ..io import atomic_save
+    from ..measure import Measurement
+    from ..training import Stop, train
+
+    objective, _ = build_objective(config)
+    solver = build_solver(config["solver"])
+    terms = ChainTerms(objective, probe_subset(objective.X, config["probe"], config["seed"]))
+    ops = tuple(config["curvature"])
+    hooks = [Measurement(every=config["measure_every"], probe=config["probe"], seed=config["seed"], operators=ops,
+                         shares="ggn" in ops), chain_hook(terms)]
+    thr, T, steps = config["loss_threshold"], config["time"], config["max_steps"]
+    kw = {"checkpoint": folder / "checkpoint.pt", "checkpoint_every": config["checkpoint_every"],
+          "progress": progress, "desc": str(folder)}
+    hold, a_star = config["hold"], config["alpha_star"]
+    if hold is None:
+        r = train(solver, objective, until=Stop(loss=thr, time=T, steps=steps), hooks=hooks, **kw)
+        table = r.table.assign(phase="free")
+        info = {"arm": "free", "alpha_star": None, "switched": False, "switch": None, "stopped_by": r.stopped_by,
+                "seconds": r.seconds, "theta": r.theta}
+        return table, info | summarize(table, config)
+
+    p1 = folder / "phase1.pt"
+    if p1.exists():
+        pre = torch.load(p1, map_location=objective.device, weights_only=False)
+        solver.load_state_dict(pre["solver"])
+        terms.load_state_dict(pre["terms"])
+    else:
+        import time
+
+        start = time.perf_counter()
+        pre = follow_until(solver, objective, terms, a_star, Stop(loss=thr, time=T, steps=steps), str(folder))
+        pre |= {"solver": solver.state_dict(), "terms": terms.state_dict(), "seconds": time.perf_counter() - start}
+        atomic_save(pre, p1)
+    prefix = pd.DataFrame(pre["rows"]).assign(phase="free")
+    info = {"arm": hold, "alpha_star": a_star, "switched": pre["reason"] == "switch"}
+    if pre["reason"] != "switch":  # the horizon came first: the arm is the free flow (its last iterate below)
+        last = {"step": pre["step"], "t": pre["t"], "loss": objective.loss(pre["theta"]).item(), "phase": "free"}
+        last |= terms.evaluate(pre["theta"]).terms.summary()
+        table = pd.concat([prefix, pd.DataFrame([last])], ignore_index=True)
+        info |= {"switch": None, "stopped_by": pre["reason"], "seconds": pre["seconds"], "theta": pre["theta"]}
+        return table, info | summarize(table, config)
+
+    hold_c = Constraint(hold, terms)
+    target = hold_c.value(pre["theta"])
+    po = ProjectedObjective(objective, hold_c, target=target)
+    r = train(ProjectedSolver(solver, po), po, theta0=pre["theta"],
+              until=Stop(loss=thr, time=T - pre["t"], steps=max(steps - pre["step"], 0)), hooks=hooks, **kw)
+    held = r.table.copy()
+    held["step"] += pre["step"]
+    held["t"] += pre["t"]
+    table = pd.concat([prefix, held.assign(phase="hold")], ignore_index=True) if len(prefix) else \
+        held.assign(phase="hold")
+    first = held.iloc[0]
+    info |= {"switch": {"step": int(first["step"]), "t": float(first["t"]), "loss": float(first["loss"]),
+                        "abar": float(first["abar"]), "sharpness": _float(first.get("sharpness")),
+                        "target": target},
+             "stopped_by": r.stopped_by, "seconds": pre["seconds"] + r.seconds, "theta": r.theta}
+    return table, info | summarize(table, config)
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+
+
+def _float(x) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def lam_max(table: pd.DataFrame) -> pd.Series:
+    """λ_max(∇²L) per row: the solver's ``sharpness`` (every iterate for agd/rkc), where missing (the final row,
+    or a solver that does not track it) the measured ``hess_lam1``; both are the top eigenvalue to tolerance."""
+    nan = pd.Series(np.nan, index=table.index)
+    return table.get("sharpness", nan).combine_first(table.get("hess_lam1", nan))
+
+
+def value_at(table: pd.DataFrame, x: str, level: float, y: str, log: bool = True, rtol: float = 0.0
+             ) -> float | None:
+    """``y`` where ``x`` first reaches ``level`` (x decreasing, e.g. the loss: first row with x ≤ level; x
+    increasing, e.g. t: first row with x ≥ level), linearly interpolated (in log x with ``log``) between that row
+    and the previous. A run ending within ``rtol`` of the level (a loss landed on the threshold within
+    ``Stop.land_rtol``) gives its last value; None when the level is never reached."""
+    d = table[[x, y]].dropna()
+    xs, ys = d[x].to_numpy(float), d[y].to_numpy(float)
+    if len(xs) == 0:
+        return None
+    down = xs[-1] <= xs[0]
+    hit = np.nonzero(xs <= level if down else xs >= level)[0]
+    if len(hit) == 0:
+        return float(ys[-1]) if abs(xs[-1] / level - 1) <= rtol else None
+    i = hit[0]
+    if i == 0:
+        return float(ys[0])
+    f = (lambda v: np.log(v)) if log else (lambda v: v)
+    a, b, c = f(xs[i - 1]), f(xs[i]), f(level)
+    w = 0.0 if b == a else (c - a) / (b - a)
+    return float(ys[i - 1] + w * (ys[i] - ys[i - 1]))
+
+
+#: a run landing on the loss threshold ends within Stop.land_rtol (1 %) of it: two runs within 2 % of each other
+LOSS_RTOL = 0.02
+
+
+def loss_levels(loss_switch: float, threshold: float, fractions) -> list[float]:
+    """L_s·(L_thr/L_s)^f: geometric steps from the switch loss to the threshold."""
+    return [float(loss_switch * (threshold / loss_switch) ** f) for f in fractions]
+
+
+def summarize(table: pd.DataFrame, config: Mapping) -> dict:
+    """The run's ``end``, ``sharpness_max``, ``sharpness_at_loss`` (from the switch, arms only) and the drift of
+    ᾱ and mean Σₖ log‖Jᵏ‖ over the held phase (``hold_drift``)."""
+    table = table.assign(lam_max=lam_max(table))
+    last = table.iloc[-1]
+    lam_end = table["lam_max"].dropna()
+    out = {"end": {"t": float(last["t"]), "loss": float(last["loss"]),
+                   "sharpness": float(lam_end.iloc[-1]) if len(lam_end) else None,
+                   **{k: _float(last.get(k)) for k in CHAIN_COLUMNS}},
+           "lam_max_max": _float(table["lam_max"].max())}
+    held = table[table["phase"] == "hold"] if "phase" in table else table.iloc[:0]
+    if len(held):
+        ls = float(held["loss"].iloc[0])
+        after = table.loc[held.index[0]:]
+        out["sharpness_at_loss"] = {f"{lv:.6g}": value_at(after, "loss", lv, "lam_max", rtol=LOSS_RTOL)
+                                    for lv in loss_levels(ls, config["loss_threshold"], config["levels"])}
+        out["hold_drift"] = {k: {"min": float(held[k].min() - held[k].iloc[0]),
+                                 "max": float(held[k].max() - held[k].iloc[0])}
+                             for k in ("abar", "log_norms_mean")}
+        out["hold_drift"]["c_abs_max"] = _float(held["c_drift"].abs().max()) if "c_drift" in held else None
+        out["removed_mean"] = _float(held["removed"].mean()) if "removed" in held else None
+    return out
+
+
+def compare_arms(runs: Mapping[str, tuple[pd.DataFrame, Mapping]], fractions=(0.25, 0.5, 0.75, 1.0)
+                 ) -> pd.DataFrame:
+    """Every arm beside the free run of its seed. ``runs``: run name → (trajectory table, summary).
+
+    Rows: setting, seed, alpha_star, hold, basis (``loss``: at L_s·(L_thr/L_s)^f; ``time``: at
+    t_s + f·(t_free,end − t_s), t_s the switch time, L_thr the free run's final loss), f, level, lam_free,
+    lam_arm (λ_max interpolated from each table; None where a run never reaches the level), ratio
+    (lam_arm / lam_free), and switch (step, t, loss, ᾱ, λ_max); basis ``peak`` (f = level = None): the largest
+    λ_max from the switch to the free run's end time. Arms that never switched are left out."""
+    free = {}
+    for name, (tab, summ) in runs.items():
+        if summ.get("arm") == "free":
+            free[name.rsplit("/", 1)[0]] = tab
+    rows = []
+    for name, (tab, summ) in runs.items():
+        if summ.get("arm") in (None, "free") or not summ.get("switched"):
+            continue
+        base = name.rsplit("/", 1)[0]
+        if base not in free:
+            continue
+        ft, sw = free[base], summ["switch"]
+        ft, tab = ft.assign(lam_max=lam_max(ft)), tab.assign(lam_max=lam_max(tab))
+        after = tab[tab["step"] >= sw["step"]]
+        f_after = ft[ft["t"] >= sw["t"] - 1e-12]
+        t_end, l_end = float(ft["t"].iloc[-1]), float(ft["loss"].iloc[-1])
+        setting, seed = base.split("/")[1], int(base.rsplit("seed", 1)[1])
+        common = {"setting": setting, "seed": seed, "alpha_star": summ["alpha_star"], "hold": summ["arm"],
+                  "switch_t": sw["t"], "switch_loss": sw["loss"], "switch_abar": sw["abar"],
+                  "switch_lam": sw["sharpness"]}
+        points = [(b, f) for f in fractions for b in ("loss", "time")] + [("peak", None)]
+        for basis, f in points:
+            if basis == "peak":
+                level = None
+                la = _float(after.loc[after["t"] <= t_end * (1 + 1e-9), "lam_max"].max())
+                lf = _float(f_after.loc[:, "lam_max"].max())
+            else:
+                if basis == "loss":
+                    level, x, lg, rt = sw["loss"] * (l_end / sw["loss"]) ** f, "loss", True, LOSS_RTOL
+                else:
+                    level, x, lg, rt = sw["t"] + f * (t_end - sw["t"]), "t", False, 1e-9
+                la, lf = value_at(after, x, level, "lam_max", lg, rt), value_at(f_after, x, level, "lam_max", lg, rt)
+            rows.append(common | {"basis": basis, "f": f, "level": level, "lam_free": lf, "lam_arm": la,
+                                  "ratio": la / lf if la is not None and lf else None})
+    return pd.DataFrame(rows)
+
+
+def load_runs(root: str | Path, setting: str | None = None) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """Every finished ``intervene`` run under ``root/runs/intervene`` (optionally one setting): name → (table,
+    summary), for :func:`compare_arms`."""
+    from ..io import read_json
+
+    out = {}
+    base = Path(root) / "runs"
+    for s in sorted((base / "intervene").glob("*/seed*/*/summary.json")):
+        name = str(s.parent.relative_to(base))
+        if setting is None or name.split("/")[1] == setting:
+            out[name] = (pd.read_csv(s.parent / "trajectory.csv"), read_json(s))
+    return out
+
+
+def decomposition(table: pd.DataFrame) -> pd.DataFrame:
+    """The chain-gain growth split over time: t, loss, ``chain`` = Δ mean log‖P₁‖, ``alignment`` = Δ mean log α,
+    ``norms`` = Δ mean Σₖ log‖Jᵏ‖ (Δ: change since θ₀), so chain = alignment + norms at every row."""
+    d = table[["t", "loss", "log_chain_mean", "log_alpha_mean", "log_norms_mean"]].dropna()
+    return pd.DataFrame({"t": d["t"], "loss": d["loss"],
+                         "chain": d["log_chain_mean"] - d["log_chain_mean"].iloc[0],
+                         "alignment": d["log_alpha_mean"] - d["log_alpha_mean"].iloc[0],
+                         "norms": d["log_norms_mean"] - d["log_norms_mean"].iloc[0]}).reset_index(drop=True)
+
+
+KINDS.add("intervene", Experiment("intervention", plan, run, "the flow with ᾱ (or the placebo) held fixed"),
+          label="intervention on the alignment", schema=SCHEMA)
