@@ -165,50 +165,127 @@ def _sharpened(tab: pd.DataFrame, col: str, factor: float) -> pd.DataFrame:
     return m[m[col] >= factor * m[col].iloc[0]] if len(m) else m
 
 
-@claim("C1", 1, {"ratio_band": Interval(), "tail_fraction": Num(maximum=1), "min_sharpening": Num()},
-       statement="Sharpness rises until GD trains at the edge of stability (λ_max ≈ 2/η), so GD leaves the "
-                 "gradient flow.", notebook="01_edge_of_stability")
-def claim_c1(params, root, c, fits=None) -> dict:
-    lo, hi = c["ratio_band"]
-    per_lr, oks = {}, []
-    for r in _runs("gd", root):
-        lr = r["config"]["solver"]["lr"]
-        tab = r["table"]
-        s = tab[tab["sharpness"].notna()] if "sharpness" in tab else tab.iloc[0:0]
-        ratio = (s["sharpness"] * lr / 2).to_numpy()
-        hit = np.flatnonzero(ratio >= lo)
-        eos = ratio[hit[0]:] if len(hit) else ratio[0:0]
-        frac = len(eos) / max(len(ratio), 1)
-        med = float(np.median(eos)) if len(eos) else float("nan")
-        loss = tab["loss"].to_numpy()
-        ok = bool(len(eos) and frac >= c["tail_fraction"] and lo <= med <= hi)
-        per_lr[f"{lr:g}"] = {"two_over_eta": 2 / lr, "median_ratio_at_eos": med, "eos_fraction": frac,
-                             "max_sharpness": float(s["sharpness"].max()) if len(s) else None,
-                             "loss_increases": int((np.diff(loss) > 0).sum()), "steps": int(len(tab) - 1), "ok": ok}
-        oks.append(ok)
-    flow = {}
+def _eos_stats(tab: pd.DataFrame, lr: float, lo: float, hi: float) -> dict:
+    """λ_max·η/2 along a GD run: once it first reaches ``lo`` (the edge), its median, the fraction of the run
+    after that point, and the fraction of those steps inside [lo, hi]; the maximum; the loss increases."""
+    s = tab[tab["sharpness"].notna()] if "sharpness" in tab else tab.iloc[0:0]
+    ratio = (s["sharpness"] * lr / 2).to_numpy()
+    hit = np.flatnonzero(ratio >= lo)
+    eos = ratio[hit[0]:] if len(hit) else ratio[0:0]
+    loss = tab["loss"].to_numpy()
+    return {"two_over_eta": 2 / lr, "median_ratio_at_eos": float(np.median(eos)) if len(eos) else float("nan"),
+            "eos_fraction": len(eos) / max(len(ratio), 1),
+            "in_band_fraction": float(((eos >= lo) & (eos <= hi)).mean()) if len(eos) else 0.0,
+            "max_ratio": float(ratio.max()) if len(ratio) else float("nan"),
+            "max_sharpness": float(s["sharpness"].max()) if len(s) else None,
+            "loss_increases": int((np.diff(loss) > 0).sum()), "steps": int(len(tab) - 1)}
+
+
+def _flows(root) -> dict:
+    """The flow (trajectory) runs' sharpening, keyed by (setting, seed)."""
+    out = {}
     for name in run_names("traj", root):
         r = load_run(name, root)
         sh = r["table"]["sharpness"].dropna()
         if len(sh):
-            flow[_run_key(r)] = {"setting": r["config"]["setting"]["name"], "sharpness_init": float(sh.iloc[0]),
-                                 "sharpness_max": float(sh.max()), "factor": float(sh.max() / sh.iloc[0])}
-    gd_setting = (params.get("gd") or {}).get("setting")
-    fl = [v for v in flow.values() if v["setting"] == gd_setting]
-    flow_ok = bool(fl) and all(v["factor"] >= c["min_sharpening"] for v in fl)
+            out[(r["config"]["setting"]["name"], r["config"]["seed"])] = {
+                "run": _run_key(r), "sharpness_init": float(sh.iloc[0]), "sharpness_max": float(sh.max()),
+                "factor": float(sh.max() / sh.iloc[0])}
+    return out
+
+
+def _gd_runs(root) -> list[dict]:
+    return [r | {"lr": r["config"]["solver"]["lr"], "setting": r["config"]["setting"]["name"],
+                 "seed": r["config"]["seed"], "control": bool(r["config"].get("control", False))}
+            for r in _runs("gd", root)]
+
+
+@claim("C1", 1, {"ratio_band": Interval(), "tail_fraction": Num(maximum=1), "min_sharpening": Num()},
+       statement="Sharpness rises until GD trains at the edge of stability (λ_max ≈ 2/η), so GD leaves the "
+                 "gradient flow.", notebook="01_edge_of_stability")
+def claim_c1(params, root, c, fits=None) -> dict:
+    """As first registered: the GD runs of the first setup (seed 0 then; every seed now), step sizes that are not
+    negative controls; the flow of that setting must sharpen."""
+    lo, hi = c["ratio_band"]
+    setups = (params.get("gd") or {}).get("setups") or []
+    first = setups[0]["setting"] if setups else None
+    per, oks = {}, []
+    for r in _gd_runs(root):
+        if r["control"] or r["setting"] != first:
+            continue
+        st = _eos_stats(r["table"], r["lr"], lo, hi)
+        st["ok"] = bool(st["eos_fraction"] and st["eos_fraction"] >= c["tail_fraction"]
+                        and lo <= st["median_ratio_at_eos"] <= hi)
+        per[_run_key(r)] = st
+        oks.append(st["ok"])
+    if not per:
+        raise NotMeasured("no GD runs of the first gd setup")
+    flows = {k: v for k, v in _flows(root).items() if k[0] == first}
+    flow_ok = bool(flows) and all(v["factor"] >= c["min_sharpening"] for v in flows.values())
     verdict = _verdict(oks) if flow_ok else (PARTLY if any(oks) else FAILS)
-    parts = [f"η={k}: median λη/2 = {v['median_ratio_at_eos']:.2f} over {100 * v['eos_fraction']:.0f}% of steps, "
-             f"{v['loss_increases']} loss increases" for k, v in per_lr.items()]
-    for v in fl:
-        parts.append(f"flow ({gd_setting}) sharpens {v['factor']:.0f}× ({v['sharpness_init']:.3g} → "
-                     f"{v['sharpness_max']:.3g})")
-    if not fl:
-        parts.append(f"no measured flow of {gd_setting}")
+    parts = [f"{k}: median λη/2 = {v['median_ratio_at_eos']:.2f} over {100 * v['eos_fraction']:.0f}% of steps, "
+             f"{v['loss_increases']} loss increases" for k, v in per.items()]
+    parts += [f"flow {v['run']} sharpens {v['factor']:.0f}×" for v in flows.values()] or [f"no measured flow of {first}"]
     crit = (f"for every η, once λ_max·η/2 first reaches {lo}, its median over the rest of the run lies in "
             f"[{lo}, {hi}] and that part is ≥ {c['tail_fraction']:.0%} of the run; and the flow's sharpness rises "
             f"≥ {c['min_sharpening']}× (partly: some η)")
-    return {"verdict": verdict, "measured": {"gd": per_lr, "flow": flow}, "summary": "; ".join(parts),
-            "criterion": crit}
+    return {"verdict": verdict, "measured": {"gd": per, "flow": {v["run"]: v for v in flows.values()}},
+            "summary": "; ".join(parts), "criterion": crit}
+
+
+@claim("C1", 2, {"ratio_band": Interval(), "tail_fraction": Num(maximum=1), "min_in_band": Num(maximum=1),
+                 "min_sharpening": Num(), "control_max_ratio": Num()})
+def claim_c1_v2(params, root, c, fits=None) -> dict:
+    """Every GD run of every setup and seed: a step size expected at the edge (2/η below the flow's sharpness)
+    must, once λη/2 first reaches the band, keep its median in the band over ≥ ``tail_fraction`` of the run with
+    ≥ ``min_in_band`` of those steps inside it; a negative control (2/η above the flow's maximal sharpness, so
+    no edge is expected) must keep λη/2 < ``control_max_ratio`` throughout, and is invalid (not counted) when
+    the flow actually sharpens past 2/η. The flow of each setting and seed must sharpen ≥ ``min_sharpening``×."""
+    lo, hi = c["ratio_band"]
+    flows = _flows(root)
+    per, oks = {}, []
+    for r in _gd_runs(root):
+        st = _eos_stats(r["table"], r["lr"], lo, hi)
+        fl = flows.get((r["setting"], r["seed"]))
+        st |= {"control": r["control"], "setting": r["setting"], "seed": r["seed"], "lr": r["lr"],
+               "flow_max_sharpness": None if fl is None else fl["sharpness_max"]}
+        if r["control"]:
+            valid = fl is not None and 2 / r["lr"] > fl["sharpness_max"]
+            st["control_valid"] = valid
+            st["ok"] = bool(st["max_ratio"] < c["control_max_ratio"]) if valid else None
+        else:
+            st["ok"] = bool(st["eos_fraction"] >= c["tail_fraction"] and lo <= st["median_ratio_at_eos"] <= hi
+                            and st["in_band_fraction"] >= c["min_in_band"])
+        per[_run_key(r)] = st
+        if st["ok"] is not None:
+            oks.append(st["ok"])
+    used = {(v["setting"], v["seed"]) for v in per.values()}
+    flow_used = {k: v for k, v in flows.items() if k in used}
+    flow_ok = bool(flow_used) and all(v["factor"] >= c["min_sharpening"] for v in flow_used.values())
+    verdict = _verdict(oks) if flow_ok else (PARTLY if any(oks) else FAILS)
+    eos = [v for v in per.values() if not v["control"]]
+    ctl = [v for v in per.values() if v["control"]]
+    parts = []
+    for setting in dict.fromkeys(v["setting"] for v in per.values()):
+        e = [v for v in eos if v["setting"] == setting]
+        k = [v for v in ctl if v["setting"] == setting]
+        part = (f"{setting}: {sum(v['ok'] for v in e)}/{len(e)} runs at the edge (median λη/2 "
+                f"{np.nanmin([v['median_ratio_at_eos'] for v in e]):.2f}–{np.nanmax([v['median_ratio_at_eos'] for v in e]):.2f}, "
+                f"in band {min(v['in_band_fraction'] for v in e):.0%}–{max(v['in_band_fraction'] for v in e):.0%} of steps)"
+                if e else f"{setting}: no edge runs")
+        if k:
+            part += (f", controls {sum(bool(v['ok']) for v in k)}/{sum(v['ok'] is not None for v in k)} stay below "
+                     f"(max λη/2 ≤ {max(v['max_ratio'] for v in k):.2f})")
+        fl = [v for (s, _), v in flow_used.items() if s == setting]
+        if fl:
+            part += f", flow sharpens {min(v['factor'] for v in fl):.0f}–{max(v['factor'] for v in fl):.0f}×"
+        parts.append(part)
+    crit = (f"every GD run (all setups and seeds): at-the-edge step sizes keep, once λ_max·η/2 reaches {lo}, a median in "
+            f"[{lo}, {hi}] over ≥ {c['tail_fraction']:.0%} of the run with ≥ {c['min_in_band']:.0%} of those steps in the "
+            f"band; negative controls (2/η above the flow's max sharpness) keep λ_max·η/2 < {c['control_max_ratio']}; "
+            f"every flow sharpens ≥ {c['min_sharpening']}× (partly: some runs)")
+    return {"verdict": verdict, "measured": {"gd": per, "flow": {v["run"]: v for v in flow_used.values()}},
+            "summary": "; ".join(parts), "criterion": crit}
 
 
 @claim("C2", 1, {"max_rel_distance": Num(), "min_advantage": Num()},

@@ -97,7 +97,7 @@ def stages(params: dict, prefix: str) -> dict:
     train_code = _code(prefix, "eoslib.execute")
     st: dict = {
         "check-params": {"cmd": "python -m eoslib.config check", "deps": ["params.yaml"] + _code(prefix, "eoslib.config"),
-                         "outs": [{"runs/_plan": {"cache": False}}]},
+                         "outs": ["runs/_plan"]},  # cached, so a `dvc pull` restores it with the runs
         "sweep": {"foreach": "${sweep.settings}", "do": {
             "cmd": "python -m eoslib.execute --stage sweep-${item}",
             "deps": ["runs/_plan/sweep-${item}.json"] + train_code + data,
@@ -125,7 +125,7 @@ def stages(params: dict, prefix: str) -> dict:
                  "params": ["powerlaw", "sweep.settings"], "metrics": [{"metrics/powerlaw.json": {"cache": False}}]}
     st["ledger"] = {"cmd": "python -m eoslib.ledger ledger",
                     "deps": ["runs", "metrics/powerlaw.json"] + _code(prefix, "eoslib.ledger"),
-                    "params": ["criteria", "powerlaw", "gd.setting"],
+                    "params": ["criteria", "powerlaw"] + (["gd"] if params.get("gd") else []),
                     "outs": [{"CLAIMS.md": {"cache": False}}], "metrics": [{"metrics/claims.json": {"cache": False}}]}
     nb_code = _code(prefix, "eoslib.notebooks", "eoslib.results", "eoslib.ledger", "eoslib.plotting")
     st["nb"] = {"foreach": "${notebooks}", "do": {

@@ -38,11 +38,13 @@ def cfg(kind: str, setting: str = "digits-elu-mse", n: int = 64, seed: int = 0, 
             "n": n, "seed": seed, "solver": solver or {"name": "ee", "dt_max": 0.5}}
 
 
-def gd_run(root: Path, lr: float, ratios: np.ndarray) -> None:
+def gd_run(root: Path, lr: float, ratios: np.ndarray, setting: str = "digits-elu-mse", seed: int = 0,
+           control: bool = False) -> None:
     """A GD run whose sharpness·η/2 follows ``ratios`` step by step."""
     tab = pd.DataFrame({"step": np.arange(len(ratios)), "t": lr * np.arange(len(ratios)),
                         "loss": np.linspace(1, 0.1, len(ratios)), "sharpness": 2 * ratios / lr})
-    write_run(root, f"gd/lr{lr}", cfg("gd", solver={"name": "gd", "lr": lr}), {}, tab)
+    write_run(root, f"gd/{setting}/lr{lr}/seed{seed}",
+              cfg("gd", setting, seed=seed, solver={"name": "gd", "lr": lr}) | {"control": control}, {}, tab)
 
 
 def traj_run(root: Path, setting: str, seed: int, lam: np.ndarray, alpha: np.ndarray, ggn_frac: float = 0.95,
@@ -60,17 +62,19 @@ def test_c1_verdicts_follow_the_band(tmp_path, params):
     steps = 100
     at_edge = np.concatenate([np.linspace(0.2, lo, 40), np.full(steps - 40, (lo + hi) / 2)])  # 60 % inside the band
     gd_run(tmp_path, 0.2, at_edge)
-    traj_run(tmp_path, params["gd"]["setting"], 0, np.geomspace(1, 2 * c["min_sharpening"], 10), np.linspace(0.1, 0.8, 10))
-    r = ledger.judge_claim("C1", params, tmp_path, None)
+    traj_run(tmp_path, params["gd"]["setups"][0]["setting"], 0, np.geomspace(1, 2 * c["min_sharpening"], 10),
+             np.linspace(0.1, 0.8, 10))
+    r = ledger.judge_claim("C1", params, tmp_path, None, version=1)
+    key = "digits-elu-mse/lr0.2/seed0"
     assert r["verdict"] == ledger.HOLDS, r
-    assert r["measured"]["gd"]["0.2"]["eos_fraction"] == pytest.approx(61 / 100)
-    assert r["measured"]["gd"]["0.2"]["median_ratio_at_eos"] == pytest.approx((lo + hi) / 2)
+    assert r["measured"]["gd"][key]["eos_fraction"] == pytest.approx(61 / 100)
+    assert r["measured"]["gd"][key]["median_ratio_at_eos"] == pytest.approx((lo + hi) / 2)
     above = np.concatenate([np.linspace(0.2, lo, 40), np.full(steps - 40, 2 * hi)])  # past the band: not at the edge
     gd_run(tmp_path, 0.3, above)
-    assert ledger.judge_claim("C1", params, tmp_path, None)["verdict"] == ledger.PARTLY
+    assert ledger.judge_claim("C1", params, tmp_path, None, version=1)["verdict"] == ledger.PARTLY
     # the flow must sharpen: with a flat flow the claim cannot hold even where GD sits in the band
-    traj_run(tmp_path, params["gd"]["setting"], 0, np.full(10, 3.0), np.linspace(0.1, 0.8, 10))
-    assert ledger.judge_claim("C1", params, tmp_path, None)["verdict"] == ledger.PARTLY
+    traj_run(tmp_path, params["gd"]["setups"][0]["setting"], 0, np.full(10, 3.0), np.linspace(0.1, 0.8, 10))
+    assert ledger.judge_claim("C1", params, tmp_path, None, version=1)["verdict"] == ledger.PARTLY
 
 
 def test_missing_runs_are_not_measured_not_failed(tmp_path, params):
@@ -155,7 +159,7 @@ def test_fit_all_recovers_known_exponents_and_c4_verdict(tmp_path, params):
 def test_earlier_criteria_versions_stay_visible(tmp_path, params):
     p = copy.deepcopy(params)
     gd_run(tmp_path, 0.2, np.full(50, 1.0))
-    traj_run(tmp_path, p["gd"]["setting"], 0, np.geomspace(1, 50, 10), np.linspace(0.1, 0.8, 10))
+    traj_run(tmp_path, p["gd"]["setups"][0]["setting"], 0, np.geomspace(1, 50, 10), np.linspace(0.1, 0.8, 10))
     v1 = p["criteria"]["C1"]["v1"]
     ledger.CLAIMS["C1"].judges[99] = ledger.CLAIMS["C1"].judges[1]  # a later version with a stricter band
     try:
@@ -212,3 +216,32 @@ def test_agreement_check(tmp_path, params):
     assert m["sharpness"]["max_rel_diff"] == pytest.approx(0.25) and not m["sharpness"]["ok"]
     assert r["verdict"] == ledger.PARTLY
     assert "agreement" not in ledger.build_claims(params, tmp_path)  # not in a profile without its criteria
+
+
+def test_c1_v2_controls_and_band_fraction(tmp_path, params):
+    c = {"ratio_band": [0.8, 1.25], "tail_fraction": 0.25, "min_in_band": 0.5, "min_sharpening": 5.0,
+         "control_max_ratio": 0.8}
+    p = copy.deepcopy(params)
+    p["criteria"]["C1"]["v2"] = c
+    s = "digits-elu-mse"
+    traj_run(tmp_path, s, 0, np.geomspace(1, 20, 10), np.linspace(0.1, 0.8, 10))  # flow: λ 1 → 20
+    steps = 100
+    ok_edge = np.concatenate([np.linspace(0.2, 0.8, 40), np.where(np.arange(60) % 3, 1.0, 1.6)])  # 2/3 in band
+    gd_run(tmp_path, 0.2, ok_edge, s)
+    gd_run(tmp_path, 0.05, np.linspace(0.05, 0.5, steps), s, control=True)  # 2/η = 40 > 20: stays below
+    r = ledger.judge_claim("C1", p, tmp_path, None)
+    g = r["measured"]["gd"]
+    assert r["criteria_version"] == 2 and r["verdict"] == ledger.HOLDS, r["summary"]
+    assert g[f"{s}/lr0.2/seed0"]["in_band_fraction"] == pytest.approx(41 / 61)
+    assert g[f"{s}/lr0.05/seed0"]["control_valid"] and g[f"{s}/lr0.05/seed0"]["ok"]
+    # a control that reaches the edge fails; a median in the band with too few steps inside it fails
+    gd_run(tmp_path, 0.05, np.linspace(0.05, 1.0, steps), s, control=True)
+    gd_run(tmp_path, 0.3, np.concatenate([np.full(40, 0.2), np.where(np.arange(60) % 2, 0.85, 1.24) * 0 +
+                                          np.where(np.arange(60) % 4 == 0, 1.0, 1.5)]), s)
+    r = ledger.judge_claim("C1", p, tmp_path, None)
+    assert not r["measured"]["gd"][f"{s}/lr0.05/seed0"]["ok"] and not r["measured"]["gd"][f"{s}/lr0.3/seed0"]["ok"]
+    assert r["verdict"] == ledger.PARTLY
+    # a "control" whose 2/η is below the flow's peak is not a control: it is not counted
+    gd_run(tmp_path, 0.2, ok_edge, s, control=True)
+    r = ledger.judge_claim("C1", p, tmp_path, None)
+    assert r["measured"]["gd"][f"{s}/lr0.2/seed0"]["control_valid"] is False
