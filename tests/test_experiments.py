@@ -89,3 +89,25 @@ def test_sweep_end_points(tmp_path, time):
     assert np.allclose(np.cumsum(tab.dt.to_numpy()[:-1]), tab.t.to_numpy()[1:], atol=1e-9)
     first = "time" if time < info["endpoints"]["threshold"]["t"] else "threshold"
     assert info["stopped_by"][0] == {"time": "time", "threshold": "loss"}[first]
+
+
+def test_cost_kind_orders_on_a_quadratic(tmp_path):
+    """On a quadratic, GD's error against the exact reference halves with η (first order), and the recorded
+    work is one gradient per step."""
+    import copy
+
+    from eoslib.experiments.cost import order, variants
+
+    vs = variants([{"name": "gd", "lr": [0.04, 0.02, 0.01]}])
+    assert [v[0] for v in vs] == ["gd lr=0.04", "gd lr=0.02", "gd lr=0.01"]
+    assert order([0.04, 0.02, 0.01], [4e-3, 2e-3, 1e-3]) == pytest.approx(1.0)
+    assert order([0.5, 0.25], [1e-2, 2.5e-3]) == pytest.approx(2.0)
+    cfg = {"kind": "cost", "setting": {"name": "q", "dataset": "digits", "activation": "elu", "loss": "mse",
+                                       "classes": 2, "standardize": False},
+           "n": 8, "seed": 0, "model": {"width": 4, "depth": 2, "init": "default", "dtype": "float64"}, "threads": 1,
+           "loss_threshold": 1e-6, "time": 1.0, "rtol": 1e-10, "atol": 1e-12, "max_steps": 1000,
+           "solvers": [{"name": "gd", "lr": [0.04, 0.02, 0.01]}]}
+    tab, info = KINDS["cost"].run(copy.deepcopy(cfg), tmp_path, False)
+    v = info["variants"]
+    assert v["gd lr=0.01"]["work"] == v["gd lr=0.01"]["steps"] == 100 and v["gd lr=0.01"]["hvps"] == 0
+    assert 0.9 < info["orders"]["gd"] < 1.1  # GD is a first-order integrator of the flow away from the edge

@@ -6,6 +6,7 @@ end time t_end), ``rel_dist_local`` = dist / ‖θ_ref(t) − θ₀‖.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -56,11 +57,12 @@ def distances(snapshots: Mapping[str, Sequence[tuple[float, "Tensor"]]], referen
         rows.append({"solver": "reference", "lr": np.nan, "t": t, "loss": loss(th), "dist": 0.0, "rel_dist": 0.0,
                      "rel_dist_local": 0.0, "ref_travel": float((th - theta0).norm())})
     for k, lst in snapshots.items():
-        lr = np.nan if not k.startswith("gd") else float(k[2:])
+        m = re.fullmatch(r"gd(\d[\d.e+-]*)", k)  # "gd0.2": GD at η = 0.2; any other key is its own label
+        solver, lr = ("gd", float(m.group(1))) if m else (k, np.nan)
         for t, th in lst:
             tr = ref_at[key(t)]
             d, travel = float((th - tr).norm()), float((tr - theta0).norm())
-            rows.append({"solver": "gd" if k.startswith("gd") else k, "lr": lr, "t": t, "loss": loss(th), "dist": d,
+            rows.append({"solver": solver, "lr": lr, "t": t, "loss": loss(th), "dist": d,
                          "rel_dist": d / scale, "rel_dist_local": d / travel if travel > 0 else np.nan,
                          "ref_travel": travel})
     return pd.DataFrame(rows)
