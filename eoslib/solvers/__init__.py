@@ -8,6 +8,7 @@ the contract). ``build_solver({"name": "ee", "dt_max": 0.5})`` is how ``params.y
 | ``gd`` | :class:`GradientDescent` | ``gd.py`` |
 | ``agd`` | :class:`AdaptiveGD` | ``gd.py`` |
 | ``ee`` | :class:`ExponentialEuler` | ``exponential_euler.py`` |
+| ``rkc`` | :class:`RungeKuttaChebyshev` | ``rkc.py`` |
 
 :class:`ReferenceFlow` (``reference.py``) is the high-accuracy ground truth, not a stepping solver.
 """
@@ -19,6 +20,7 @@ from .base import SOLVERS, EigenTracker, Solver, eig_record
 from .exponential_euler import ExponentialEuler, phi1
 from .gd import AdaptiveGD, GradientDescent
 from .reference import ReferenceFlow
+from .rkc import RungeKuttaChebyshev
 
 
 def build_solver(spec: Mapping) -> Solver:
@@ -28,4 +30,4 @@ def build_solver(spec: Mapping) -> Solver:
 
 
 __all__ = ["SOLVERS", "Solver", "EigenTracker", "eig_record", "build_solver", "GradientDescent", "AdaptiveGD",
-           "ExponentialEuler", "phi1", "ReferenceFlow"]
+           "ExponentialEuler", "phi1", "ReferenceFlow", "RungeKuttaChebyshev"]
