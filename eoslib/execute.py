@@ -47,7 +47,7 @@ def execute_run(name: str, config: dict, root: str | Path = ".", progress: bool 
             return read_json(summ_file)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(ident, cfg_file)
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), time.process_time()
     device = resolve(config.get("device", "cpu"))
     table, info = KINDS[config["kind"]].run(ident | {"device": str(device)}, folder, progress)
     theta = info.pop("theta")
@@ -61,7 +61,8 @@ def execute_run(name: str, config: dict, root: str | Path = ".", progress: bool 
         "loss_end": float(table["loss"].iloc[-1]),
         "sharpness_init": float(sharp.iloc[0]) if len(sharp) else None,
         "sharpness_max": float(sharp.max()) if len(sharp) else None,
-        "wall_seconds": time.perf_counter() - clock, "torch_threads": torch.get_num_threads(),
+        "wall_seconds": time.perf_counter() - clock, "cpu_seconds": time.process_time() - cpu,
+        "torch_threads": torch.get_num_threads(),
         "device": str(theta.device),
     } | info
     write_json(summary, summ_file)

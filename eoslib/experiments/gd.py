@@ -15,7 +15,7 @@ from ..schema import Int, ListOf, Num, Opt, Text
 from .base import KINDS, Experiment, Stage, base_config
 from .trajectory import run_measured
 
-SETUP = {"setting": Text(), "n": Int(minimum=2), "lrs": ListOf(Num()), "control_lrs": Opt(ListOf(Num()), [])}
+SETUP = {"setting": Text(), "n": Int(minimum=2), "lrs": ListOf(Num()), "control_lrs": Opt(ListOf(Num(), nonempty=False), [])}
 SCHEMA = {
     "setups": ListOf(SETUP),
     "seeds": ListOf(Int(minimum=0)),

@@ -22,6 +22,7 @@ SCHEMA = {
     "max_steps": Int(),
     "probe": Int(),
     "solver": Opt(SOLVER_SPEC),  # the flow solver of the sweep (default: the top-level `solver`)
+    "largest_size_seeds": Opt(Int()),  # fewer seeds at the largest size when the budget forces it (the first ones)
 }
 
 
@@ -32,7 +33,9 @@ def plan(p: dict) -> dict[str, Stage]:
     for s in sw["settings"]:
         runs = {}
         for n in sorted(sw["sizes"], reverse=True):
-            for seed in sw["seeds"]:
+            seeds = sw["seeds"][: sw["largest_size_seeds"]] if n == max(sw["sizes"]) and sw.get("largest_size_seeds") \
+                else sw["seeds"]
+            for seed in seeds:
                 c = base_config(p, s, n, seed, "sweep.sizes")
                 c |= {"kind": "sweep", "solver": solver_spec(p, sw.get("solver")), "time": sw["time"],
                       "max_steps": sw["max_steps"], "probe": sw["probe"]}
