@@ -2,7 +2,10 @@
 
 Columns it adds to the trajectory row of θ (every ``every`` steps and at the final iterate):
 ``accuracy``; ``hess_lam1``, ``ggn_lam1``, ``res_lam1`` — λ_max of ∇²L, G and H (largest algebraic);
-``share_1..share_K`` — layer shares ‖w_k‖² of λ_max(G); on a fixed probe subset every registered alignment
+``share_1..share_K`` — layer shares ‖w_k‖² of λ_max(G) (top eigenvector w); ``shareq_1..shareq_K`` — the same
+over the top-q eigenspace of G, q = the loss's outlier count (Q, Q − 1 for CE), weighted by the eigenvalues:
+Σ_j λ_j ‖w_{j,k}‖² / Σ_j λ_j (robust to near-degenerate top eigenvalues, where the top vector alone is not
+well defined); ``ggn_lamq`` = λ_q(G); on a fixed probe subset every registered alignment
 measure (:mod:`eoslib.measures`: ``alpha_mean``, ``alpha_median``, ``alpha_gmean``, ``chain_gain``, …) and per
 layer ``jnorm_k`` = geometric mean of ‖Jᵏ‖₂, ``afac_k`` = mean aₖ; ``measure_seconds``, the hook's own cost.
 Eigenvectors are warm-started from the previous measurement.
@@ -64,12 +67,17 @@ class Measurement:
         """All columns at θ, without the firing rule."""
         row: dict = {"accuracy": objective.accuracy(theta)}
         for name in self.operators:
-            r = top_eigenpairs(objective.hvp_operator(theta, name), objective.P, 1, v0=self._v0.get(name),
+            k = max(1, min(objective.stiff_dim, objective.P)) if name == "ggn" and self.shares else 1
+            r = top_eigenpairs(objective.hvp_operator(theta, name), objective.P, k, v0=self._v0.get(name),
                                tol=self.tol, device=theta.device)
             self._v0[name] = r.vectors
             row[f"{_SHORT[name]}_lam1"] = float(r.values[0])
             if name == "ggn" and self.shares:
-                row |= {f"share_{k + 1}": float(s) for k, s in enumerate(shares_of(objective, r.vectors[:, 0]))}
+                row |= {f"share_{j + 1}": float(s) for j, s in enumerate(shares_of(objective, r.vectors[:, 0]))}
+                w = r.values.clamp_min(0)
+                sq = sum(float(w[i]) * shares_of(objective, r.vectors[:, i]) for i in range(k)) / max(float(w.sum()), 1e-300)
+                row |= {f"shareq_{j + 1}": float(s) for j, s in enumerate(sq)}
+                row["ggn_lamq"] = float(r.values[k - 1])
         if self.alignment:
             from .measures import MEASURES, probe_stats
 

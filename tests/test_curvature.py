@@ -140,3 +140,25 @@ def test_measurement_hook_on_digits_run():
     fresh = top_eigenpairs(ob.hvp_operator(res.theta), ob.P, 1, tol=1e-8).values[0].item()
     assert measured.hess_lam1.iloc[-1] == pytest.approx(fresh, rel=1e-4)
     print(f"measurement cost {measured.measure_seconds.median():.3f}s per call")
+
+
+def test_top_subspace_shares_match_the_dense_eigenspace():
+    """shareq_k = Σ_j λ_j‖w_{j,k}‖²/Σ_j λ_j over the top-q eigenpairs of G (q = the loss's outlier count),
+    against the dense eigendecomposition of G; the shares sum to 1."""
+    from eoslib.curvature import layer_blocks
+    from eoslib.measure import Measurement
+
+    ob = tiny_objective("ce", depth=3, q=4)
+    theta = ob.theta0 + 0.3 * torch.randn(ob.P, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    row = Measurement(every=1, tol=1e-10, alignment=False, operators=("ggn",)).measure(ob, theta)
+    G = ob.ggn_vp(theta, torch.eye(ob.P, dtype=torch.float64))
+    lam, V = torch.linalg.eigh((G + G.T) / 2)
+    q = ob.stiff_dim
+    lam, V = lam.flip(0)[:q], V.flip(1)[:, :q]
+    blocks = list(layer_blocks(ob).values())
+    ref = [sum(float(lam[j]) * sum(V[s, j].pow(2).sum() for s in sl) for j in range(q)) / float(lam.sum())
+           for sl in blocks]
+    got = [row[f"shareq_{k + 1}"] for k in range(len(blocks))]
+    assert sum(got) == pytest.approx(1.0, abs=1e-12)
+    assert got == pytest.approx([float(x) for x in ref], abs=1e-8)  # residual 1e-10·λ₁ → vectors to ~1e-9
+    assert row["ggn_lamq"] == pytest.approx(float(lam[-1]), rel=1e-8)
