@@ -27,6 +27,9 @@ from .schema import Any_, Choice, Flag, Int, ListOf, MapOf, Num, Opt, ParamsErro
 __all__ = ["ParamsError", "schema", "validate", "load_params", "plan", "run_config", "write_plan"]
 
 DTYPES = ("float32", "float64")
+#: network families: an MLP (width = hidden units, depth = Linear layers) or the small CNN of eoslib.models
+#: (width = channels, depth = convolutional layers)
+MODEL_KINDS = ("mlp", "cnn")
 ENDPOINTS = ("threshold", "time")
 
 
@@ -47,16 +50,18 @@ def schema() -> dict:
     from .ledger import criteria_schema
 
     DATASETS, EXECUTORS, KINDS, LOSSES, MEASURES, SOLVERS, ACTIVATIONS, INITS = _registries()
+    model_over = {"kind": Opt(Choice(MODEL_KINDS, "model kind")), "width": Opt(Int()), "depth": Opt(Int(minimum=2)),
+                  "init": Opt(Choice(INITS, "init")), "dtype": Opt(Choice(DTYPES, "dtype"))}
     setting = {"dataset": Choice(DATASETS.names, "dataset"), "activation": Choice(list(ACTIVATIONS), "activation"),
                "loss": Choice(LOSSES.names, "loss"), "classes": Opt(Int(minimum=2, maximum=10)),
-               "standardize": Opt(Flag(), False)}
+               "standardize": Opt(Flag(), False), "model": Opt(model_over, {})}
     sch: dict[str, Any] = {
         "profile": Text(),
         "threads": Int(),
         "device": Opt(Choice(DEVICES, "device"), "auto"),
         "executor": Opt(Tagged(EXECUTORS, key="kind"), {"kind": "local", "workers": 1}),
-        "model": {"width": Int(), "depth": Int(minimum=2), "init": Choice(INITS, "init"),
-                  "dtype": Choice(DTYPES, "dtype")},
+        "model": {"kind": Opt(Choice(MODEL_KINDS, "model kind"), "mlp"), "width": Int(), "depth": Int(minimum=2),
+                  "init": Choice(INITS, "init"), "dtype": Choice(DTYPES, "dtype")},
         "settings": MapOf(setting, what="{dataset, activation, loss, classes}"),
         "solver": Tagged(SOLVERS),
         "loss_threshold": MapOf(Num(), what="loss threshold"),

@@ -83,11 +83,12 @@ def base_config(params: Mapping, setting: str, n: int, seed: int, where: str, *,
     ``model`` overrides keys of ``params["model"]`` (e.g. a sensitivity run's depth)."""
     s = setting_config(params, setting, where)
     check_size(s, n, where)
-    m = dict(params["model"]) | dict(model or {})
+    over = {k: v for k, v in (params["settings"][setting].get("model") or {}).items() if v is not None}
+    m = {"kind": "mlp"} | dict(params["model"]) | over | dict(model or {})
     if dtype is not None:
         m["dtype"] = dtype
     return {"setting": s, "n": int(n), "seed": int(seed),
-            "model": {k: m[k] for k in ("width", "depth", "init", "dtype")}, "threads": params["threads"],
+            "model": {k: m[k] for k in ("kind", "width", "depth", "init", "dtype")}, "threads": params["threads"],
             "loss_threshold": params["loss_threshold"][s["loss"]], "device": params.get("device", "auto")}
 
 
@@ -100,13 +101,14 @@ def solver_spec(params: Mapping, override: Mapping | None = None) -> dict:
 
 
 def build_objective(config: Mapping):
-    """(objective, dataset) for a resolved config: the dataset subset, the MLP, the loss — on the config's
+    """(objective, dataset) for a resolved config: the dataset subset, the network (``model.kind``: an MLP, or
+    the small CNN on the images' shape), the loss — on the config's
     runtime ``device`` (default cpu; see :mod:`eoslib.device`)."""
     import torch
 
     from ..data import load_dataset
     from .. import device as dev
-    from ..models import mlp
+    from ..models import cnn, mlp
     from ..objective import Objective
 
     torch.set_num_threads(int(config.get("threads", 1)))
@@ -115,8 +117,12 @@ def build_objective(config: Mapping):
                       standardize=s.get("standardize", False))
     m = config["model"]
     dtype = getattr(torch, m["dtype"])
-    model = mlp(ds.X.shape[1], m["width"], m["depth"], ds.num_classes, activation=s["activation"],
-                init=m["init"], seed=config["seed"], dtype=dtype)
+    if m.get("kind", "mlp") == "cnn":
+        model = cnn(ds.input_shape, channels=m["width"], depth=m["depth"], out_dim=ds.num_classes,
+                    activation=s["activation"], init=m["init"], seed=config["seed"], dtype=dtype)
+    else:
+        model = mlp(ds.X.shape[1], m["width"], m["depth"], ds.num_classes, activation=s["activation"],
+                    init=m["init"], seed=config["seed"], dtype=dtype)
     model = dev.to_device(model, dev.resolve(config.get("device", "cpu")))
     return Objective(model, ds.X.to(dtype), ds.y, loss=s["loss"]), ds
 
