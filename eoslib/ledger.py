@@ -328,6 +328,65 @@ def _per_traj_run(root, judge) -> tuple[dict, list[bool]]:
     return per, [v["ok"] for v in per.values()]
 
 
+@claim("C2", 2, {"min_order": Num(), "max_rel_distance": Num(), "min_advantage": Num()})
+def claim_c2_v2(params, root, c, fits=None) -> dict:
+    """C2 on the error-versus-cost curves (``cost`` runs): exponential Euler converges to the flow (observed
+    order ≥ ``min_order`` in Δt_max, error at its finest Δt_max ≤ ``max_rel_distance``) and, at equal work
+    (gradients + HVPs), every GD step size at the edge of stability (2/η below the flow's λ_max) is ≥
+    ``min_advantage``× further from the flow than exponential Euler's curve (log–log interpolation; beyond its
+    range, its nearest point). GD step sizes below the edge are integrators of the flow themselves and are
+    reported, not judged. Every seed."""
+    names = run_names("cost", root)
+    if not names:
+        raise NotMeasured("no cost runs")
+    per, oks = {}, []
+    for name in names:
+        r = load_run(name, root)
+        v = r["summary"]["variants"]
+        tab = r["table"]
+        ee = sorted((x for x in v.values() if x["solver"] == "ee"), key=lambda x: x["step_size"])
+        if len(ee) < 2:
+            raise NotMeasured(f"{name}: exponential Euler needs ≥ 2 step sizes")
+        finest = next(k for k, x in v.items() if x is ee[0])
+        lam_flow = float(tab.loc[tab.variant == finest, "sharpness"].max())
+        order = r["summary"]["orders"].get("ee")
+        w_ee = np.log([x["work"] for x in ee])
+        e_ee = np.log([x["max_rel_distance"] for x in ee])
+        srt = np.argsort(w_ee)
+        gd = {}
+        for k, x in v.items():
+            if x["solver"] != "gd":
+                continue
+            at_edge = 2 / x["step_size"] < lam_flow
+            w = np.log(x["work"])
+            inside = w_ee.min() <= w <= w_ee.max()
+            e_eq = float(np.exp(np.interp(w, w_ee[srt], e_ee[srt])))
+            gd[k] = {"eta": x["step_size"], "two_over_eta": 2 / x["step_size"], "at_edge": bool(at_edge),
+                     "work": x["work"], "max_rel_distance": x["max_rel_distance"], "ee_at_equal_work": e_eq,
+                     "advantage": x["max_rel_distance"] / e_eq, "interpolated": bool(inside)}
+        ok_conv = order is not None and order >= c["min_order"] and ee[0]["max_rel_distance"] <= c["max_rel_distance"]
+        judged = [g for g in gd.values() if g["at_edge"]]
+        ok_adv = bool(judged) and all(g["advantage"] >= c["min_advantage"] for g in judged)
+        rkc = {k: {"step_size": x["step_size"], "work": x["work"], "max_rel_distance": x["max_rel_distance"]}
+               for k, x in v.items() if x["solver"] == "rkc"}
+        per[name.split("/", 1)[1]] = {"ee_order": order, "ee_finest": ee[0]["max_rel_distance"],
+                                      "ee_finest_dt": ee[0]["step_size"], "flow_lam_max": lam_flow, "gd": gd,
+                                      "rkc": rkc, "rkc_order": r["summary"]["orders"].get("rkc"),
+                                      "converges": bool(ok_conv), "beats_gd_at_edge": ok_adv,
+                                      "gd_at_edge": len(judged)}
+        oks += [bool(ok_conv), ok_adv]
+    fmt = lambda x: "–" if x is None else f"{x:.2g}"  # noqa: E731
+    summary = "; ".join(
+        f"{k}: EE order {fmt(v['ee_order'])}, error {v['ee_finest']:.1e} at Δt_max {v['ee_finest_dt']:g}; GD at the "
+        f"edge ({v['gd_at_edge']} η, 2/η < λ_max {v['flow_lam_max']:.3g}) " + (", ".join(
+            f"η={g['eta']:g}: {g['advantage']:.1f}×" for g in v["gd"].values() if g["at_edge"]) or "none")
+        + (f"; RKC order {fmt(v['rkc_order'])}" if v["rkc"] else "") for k, v in per.items())
+    crit = (f"every seed: exponential Euler's observed order in Δt_max ≥ {c['min_order']} with max relative distance "
+            f"≤ {c['max_rel_distance']} at its finest Δt_max, and at equal work (gradients + HVPs) every GD step size "
+            f"at the edge (2/η < the flow's λ_max) ≥ {c['min_advantage']}× further from the flow (partly: some)")
+    return {"verdict": _verdict(oks), "measured": per, "summary": summary, "criterion": crit}
+
+
 @claim("C3", 1, {"min_spearman": Num(positive=False, minimum=-1, maximum=1), "min_alpha_growth": Num()},
        statement="The rise in sharpness goes with the layerwise Jacobians becoming aligned (tested as "
                  "co-movement, not causation).", notebook="05_alignment")
@@ -360,6 +419,58 @@ def claim_c3(params, root, c, fits=None) -> dict:
             f"and ᾱ grows ≥ {c['min_alpha_growth']}× (partly: some runs)")
     return {"verdict": _verdict(oks), "measured": {"runs": per, "across_sweep_spearman_at_threshold": across},
             "summary": summary, "criterion": crit}
+
+
+@claim("C3", 2, {"max_alpha_hold_ratio": Num(), "min_placebo_ratio": Num(), "level": Num(maximum=1)})
+def claim_c3_v2(params, root, c, fits=None) -> dict:
+    """C3 as a causal claim, judged on the intervention runs: from the switch (ᾱ = α*) to the loss level
+    L_s·(L_thr/L_s)^``level``, the sharpening of an arm relative to the free flow's,
+    R = log(λ_arm/λ_s) / log(λ_free/λ_s). Holding ᾱ must remove at least the share 1 − ``max_alpha_hold_ratio``
+    of the sharpening (R_ᾱ ≤ max_alpha_hold_ratio), while the placebo — holding the layer norms Π‖Jᵏ‖ instead —
+    must not (R_norms ≥ ``min_placebo_ratio``), for every seed and α*."""
+    from .causal import compare_arms, decomposition, load_runs
+
+    runs = load_runs(root)
+    if not runs:
+        raise NotMeasured("no intervention runs")
+    cmp = compare_arms(runs, fractions=(c["level"],))
+    cmp = cmp[(cmp.basis == "loss")]
+    if not len(cmp):
+        raise NotMeasured("no intervention arm reached the comparison loss level")
+    per, oks = {}, []
+    for (seed, a), g in cmp.groupby(["seed", "alpha_star"]):
+        row = {}
+        for hold, h in g.groupby("hold"):
+            x = h.iloc[0]
+            if x.lam_arm is None or x.lam_free is None or not np.isfinite(x.lam_arm):
+                row[hold] = {"R": None, "lam_arm": None, "lam_free": x.lam_free}
+                continue
+            R = float(np.log(x.lam_arm / x.switch_lam) / np.log(x.lam_free / x.switch_lam))
+            row[hold] = {"R": R, "lam_arm": float(x.lam_arm), "lam_free": float(x.lam_free),
+                         "lam_switch": float(x.switch_lam)}
+        ra, rp = (row.get("alpha") or {}).get("R"), (row.get("norms") or {}).get("R")
+        ok = bool(ra is not None and rp is not None and ra <= c["max_alpha_hold_ratio"] and rp >= c["min_placebo_ratio"])
+        per[f"seed{seed}/a{a:g}"] = row | {"ok": ok}
+        oks.append(ok)
+    decomp = {}
+    for name, (tab, summ) in runs.items():
+        if summ.get("arm") == "free" and {"log_chain_mean", "log_alpha_mean", "log_norms_mean"} <= set(tab):
+            d = decomposition(tab)
+            if len(d):
+                last = d.iloc[-1]
+                decomp[name.split("/", 2)[2].rsplit("/", 1)[0]] = {
+                    "chain": float(last.chain), "alignment": float(last.alignment), "norms": float(last.norms),
+                    "alignment_share": float(last.alignment / last.chain) if last.chain else None}
+    fmt = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+    summary = ("sharpening kept (R) with ᾱ held / with the norms held: " + "; ".join(
+        f"{k}: {fmt((v.get('alpha') or {}).get('R'))} / {fmt((v.get('norms') or {}).get('R'))}" for k, v in per.items())
+        + ("; free flow: alignment share of Δlog‖P₁‖ " + ", ".join(
+            f"{fmt(v['alignment_share'])}" for v in decomp.values()) if decomp else ""))
+    crit = (f"from ᾱ = α* to the loss level L_s·(L_thr/L_s)^{c['level']:g}, holding ᾱ keeps R = log(λ/λ_s)/log(λ_free/λ_s) "
+            f"≤ {c['max_alpha_hold_ratio']} while holding Π‖Jᵏ‖ (placebo) keeps R ≥ {c['min_placebo_ratio']}, for every "
+            f"seed and α* (partly: some)")
+    return {"verdict": _verdict(oks), "measured": {"arms": per, "decomposition": decomp}, "summary": summary,
+            "criterion": crit}
 
 
 @claim("C4", 1, {"paper_r2": Interval(), "min_r2": Num(maximum=1)},
@@ -518,6 +629,65 @@ def claim_agreement(params, root, c, fits=None) -> dict:
         f"{t:g} ({m})" for m, t in c["rel_tol"].items()) + " in every setting (partly: some measures/settings)")
     return {"verdict": _verdict(oks), "measured": {"settings": per, "pairs": int(len(both))}, "summary": summary,
             "criterion": crit}
+
+
+def _layers_judge(c, col: str):
+    def judge(tab):
+        cols = sorted((k for k in tab if k.startswith(f"{col}_")), key=lambda k: int(k.split("_")[1]))
+        if not cols or "hess_lam1" not in tab:
+            return None
+        m = _sharpened(tab.dropna(subset=cols + ["hess_lam1"]), "hess_lam1", c["min_sharpening"])
+        means = m[cols].mean() if len(m) else pd.Series(dtype=float)
+        top = int(means.idxmax().split("_")[1]) if len(means) else None
+        return {"mean_shares": [float(v) for v in means], "largest_layer": top,
+                "share_1": float(means.iloc[0]) if len(means) else None, "ok": top == 1}
+    return judge
+
+
+@claim("layers", 2, {"min_sharpening": Num()})
+def claim_layers_v2(params, root, c, fits=None) -> dict:
+    """Layer 1 has the largest share of the top-q eigenspace of G (q = the loss's outlier count; robust where the
+    top eigenvalues are nearly degenerate), averaged over the sharpened part, in every measured run: all
+    settings (standardised inputs included), all seeds."""
+    per, oks = _per_traj_run(root, _layers_judge(c, "shareq"))
+    summary = "; ".join(f"{k}: largest layer {v['largest_layer']} (layer 1: {v['share_1']:.2f})"
+                        for k, v in per.items() if v["share_1"] is not None)
+    crit = (f"in every measured run, averaged over the points where λ_max(∇²L) ≥ {c['min_sharpening']}× its initial "
+            f"value, layer 1 has the largest eigenvalue-weighted share of the top-q eigenspace of G (partly: some)")
+    return {"verdict": _verdict(oks), "measured": per, "summary": summary, "criterion": crit}
+
+
+@claim("sensitivity", 1, {"min_spearman": Num(positive=False, minimum=-1, maximum=1), "min_alpha_growth": Num(),
+                          "min_sharpening": Num()},
+       statement="(A check of C3 and the layer claim.) They hold when the initialisation, depth or width changes.",
+       notebook="07_sensitivity")
+def claim_sensitivity(params, root, c, fits=None) -> dict:
+    """Per network variant (``sens`` runs) and seed: the co-movement criterion of C3 (Spearman ρ(ᾱ, λ_max) ≥
+    ``min_spearman``, ᾱ growth ≥ ``min_alpha_growth``) and the layer claim (layer 1's top-q share largest)."""
+    names = run_names("sens", root)
+    if not names:
+        raise NotMeasured("no sensitivity runs")
+    lay = _layers_judge(c, "shareq")
+    per, oks = {}, []
+    for name in names:
+        r = load_run(name, root)
+        tab = r["table"]
+        m = tab.dropna(subset=["alpha_mean", "hess_lam1"])
+        rho = _spearman(m["alpha_mean"], m["hess_lam1"])
+        growth = float(m["alpha_mean"].iloc[-1] / m["alpha_mean"].iloc[0]) if len(m) > 1 else float("nan")
+        sharp = float(m["hess_lam1"].max() / m["hess_lam1"].iloc[0]) if len(m) > 1 else float("nan")
+        ly = lay(tab) or {"largest_layer": None, "ok": False}
+        ok3 = bool(rho >= c["min_spearman"] and growth >= c["min_alpha_growth"])
+        per[name.split("/", 2)[2]] = {"variant": r["config"].get("variant"), "spearman": rho, "alpha_growth": growth,
+                                      "sharpening": sharp, "c3_ok": ok3, "largest_layer": ly["largest_layer"],
+                                      "layers_ok": bool(ly["ok"])}
+        oks += [ok3, bool(ly["ok"])]
+    summary = "; ".join(f"{k}: ρ {v['spearman']:.2f}, ᾱ ×{v['alpha_growth']:.1f}, λ ×{v['sharpening']:.0f}, largest "
+                        f"layer {v['largest_layer']}" for k, v in per.items())
+    crit = (f"for every variant and seed: ρ(ᾱ, λ_max) ≥ {c['min_spearman']} and ᾱ grows ≥ {c['min_alpha_growth']}× (C3 as "
+            f"first registered), and layer 1 has the largest top-q share once λ_max ≥ {c['min_sharpening']}× initial "
+            "(partly: some)")
+    return {"verdict": _verdict(oks), "measured": per, "summary": summary, "criterion": crit}
 
 
 # ---------------------------------------------------------------------------------------------- the ledger

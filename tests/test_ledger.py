@@ -245,3 +245,60 @@ def test_c1_v2_controls_and_band_fraction(tmp_path, params):
     gd_run(tmp_path, 0.2, ok_edge, s, control=True)
     r = ledger.judge_claim("C1", p, tmp_path, None)
     assert r["measured"]["gd"][f"{s}/lr0.2/seed0"]["control_valid"] is False
+
+
+def intervention_run(root: Path, name: str, summ: dict, lam: np.ndarray, loss: np.ndarray) -> None:
+    d = root / "runs" / name
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(lam)
+    pd.DataFrame({"step": np.arange(n), "t": np.arange(n, dtype=float), "loss": loss, "sharpness": lam}).to_csv(
+        d / "trajectory.csv", index=False)
+    (d / "summary.json").write_text(json.dumps(summ))
+
+
+def test_c3_v2_causal_ratios(tmp_path, params):
+    """R = log(λ_arm/λ_s)/log(λ_free/λ_s) at the threshold loss, computed by hand on exponential tables."""
+    p = copy.deepcopy(params)
+    p["criteria"]["C3"]["v2"] = {"max_alpha_hold_ratio": 0.5, "min_placebo_ratio": 0.5, "level": 1.0}
+    n = 21
+    loss = np.geomspace(1.0, 0.1, n)  # the same loss path in every run (equal loss = equal row)
+    free = np.exp(np.linspace(0, np.log(16), n))  # λ: 1 → 16
+    sw = {"step": 5, "t": 5.0, "loss": float(loss[5]), "abar": 0.3, "sharpness": float(free[5])}
+    base = "intervene/digits-elu-ce/seed0"
+    intervention_run(tmp_path, f"{base}/free", {"arm": "free"}, free, loss)
+    for hold, keep in (("alpha", 0.25), ("norms", 0.8)):  # keep this share of log-sharpening after the switch
+        lam = free.copy()
+        lam[5:] = free[5] * (free[5:] / free[5]) ** keep
+        intervention_run(tmp_path, f"{base}/a0.3-{hold}", {"arm": hold, "alpha_star": 0.3, "switched": True,
+                                                           "switch": sw}, lam, loss)
+    r = ledger.judge_claim("C3", p, tmp_path, None)
+    arm = r["measured"]["arms"]["seed0/a0.3"]
+    assert arm["alpha"]["R"] == pytest.approx(0.25, abs=1e-9) and arm["norms"]["R"] == pytest.approx(0.8, abs=1e-9)
+    assert arm["ok"] and r["verdict"] == ledger.HOLDS
+    p["criteria"]["C3"]["v2"]["min_placebo_ratio"] = 0.9  # the placebo removed too much: not specific to ᾱ
+    assert ledger.judge_claim("C3", p, tmp_path, None)["verdict"] == ledger.FAILS
+
+
+def test_c2_v2_error_versus_cost(tmp_path, params):
+    """EE's curve e = 0.2·Δt at work 100/Δt (work 400 ↔ Δt 0.25, e 0.05); GD at the edge (2/η < λ_flow = 20) must be
+    ≥ 3× worse than EE at equal work, interpolated on EE's curve."""
+    p = copy.deepcopy(params)
+    p["criteria"]["C2"]["v2"] = {"min_order": 0.8, "max_rel_distance": 0.05, "min_advantage": 3.0}
+    variants, rows = {}, []
+    for dt in (0.5, 0.25, 0.125, 0.0625):
+        k = f"ee dt_max={dt:g}"
+        variants[k] = {"solver": "ee", "step_size": dt, "work": 100 / dt, "max_rel_distance": 0.1 * dt / 0.5}
+        rows.append({"step": 0, "t": 0.0, "loss": 1.0, "variant": k, "sharpness": 20.0 if dt == 0.0625 else 5.0})
+    variants["gd lr=0.2"] = {"solver": "gd", "step_size": 0.2, "work": 400, "max_rel_distance": 0.3}  # at the edge
+    variants["gd lr=0.05"] = {"solver": "gd", "step_size": 0.05, "work": 1600, "max_rel_distance": 0.001}  # below
+    d = tmp_path / "runs" / "cost" / "s" / "seed0"
+    d.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(d / "trajectory.csv", index=False)
+    (d / "config.json").write_text(json.dumps(cfg("cost")))
+    (d / "summary.json").write_text(json.dumps({"variants": variants, "orders": {"ee": 1.0, "gd": 1.0}}))
+    r = ledger.judge_claim("C2", p, tmp_path, None)
+    m = r["measured"]["s/seed0"]
+    g = m["gd"]["gd lr=0.2"]
+    assert g["at_edge"] and g["ee_at_equal_work"] == pytest.approx(0.05) and g["advantage"] == pytest.approx(6.0)
+    assert not m["gd"]["gd lr=0.05"]["at_edge"]  # 2/η = 40 > 20: GD there is itself a flow integrator
+    assert m["converges"] and m["beats_gd_at_edge"] and r["verdict"] == ledger.HOLDS
