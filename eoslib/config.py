@@ -152,6 +152,16 @@ def write_plan(p: dict, root: str | Path = ".") -> list[Path]:
     return written
 
 
+def check_notebooks(p: dict) -> None:
+    """Every notebook listed in params.yaml has its source ``notebooks/src/<name>.ipynb``."""
+    from .notebooks import SOURCES
+
+    for name in p["notebooks"]:
+        if not (SOURCES / f"{name}.ipynb").exists():
+            fail(f"notebooks.{name}", f"no source notebook {SOURCES / (name + '.ipynb')}; add it (a copy of another "
+                                      "notebook is a good start) or remove the entry")
+
+
 def check_data(p: dict, root: str | Path = ".") -> None:
     """Every dataset a planned run uses is present and intact (one clear error naming the setting otherwise)."""
     from .data import check_available
@@ -180,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{sid}: {', '.join(st['runs'])}")
             return 0
         check_data(p, a.root)
+        check_notebooks(p)
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -40,10 +40,17 @@ def tiny_params(p: dict) -> dict:
                    "time": 2.0, "max_steps": 300, "probe": 16}
     p["trajectories"] |= {"settings": ["digits-elu-ce"], "overrides": {}, "n": 24, "seeds": [0], "measure_every": 3,
                           "probe": 16, "max_steps": 300}
-    p["gd"] |= {"setting": "digits-elu-ce", "n": 24, "lrs": [0.5, 1.0], "time": 5.0, "max_steps": 100,
-                "measure_every": 5}
+    p["gd"] |= {"setups": [{"setting": "digits-elu-ce", "n": 24, "lrs": [0.5, 1.0], "control_lrs": [0.05]}],
+                "seeds": [0], "time": 5.0, "max_steps": 100, "measure_every": 5}
     p["reference"] |= {"setting": "digits-elu-ce", "n": 12, "rtol": 1e-6, "atol": 1e-8, "gd_lrs": [0.5],
                        "max_steps": 300}
+    p["cost"] |= {"setting": "digits-elu-ce", "n": 12, "seeds": [0], "time": 1.0, "rtol": 1e-6, "atol": 1e-8,
+                  "solvers": [{"name": "ee", "dt_max": [0.5, 0.25], "tol": 1e-3}, {"name": "gd", "lr": [0.5, 0.25]},
+                              {"name": "rkc", "rtol": [1e-2, 1e-3], "dt_max": 1.0}]}
+    p["intervention"] |= {"setting": "digits-elu-ce", "n": 24, "seeds": [0], "alpha_stars": [0.6], "probe": 16,
+                          "measure_every": 3, "max_steps": 300, "time": 6.0}
+    p["sensitivity"] |= {"setting": "digits-elu-ce", "n": 24, "seeds": [0], "variants": {"width": [8]},
+                         "measure_every": 3, "max_steps": 300}
     p["powerlaw"]["n_boot"] = 200
     return p
 
