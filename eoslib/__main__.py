@@ -12,6 +12,7 @@ which ``dvc.yaml`` calls directly (``python -m eoslib.<module>``) so a stage dep
   ledger                     claims ledger → CLAIMS.md, metrics/claims.json      (eoslib.ledger ledger)
   notebook NAME              execute notebooks/src/NAME.ipynb → <profile>/notebooks/NAME.ipynb (eoslib.notebooks)
   pipeline [--check]         write (or check) the profile's dvc.yaml             (eoslib.pipeline)
+  plan                       the profile's runs and estimated CPU hours, from measured run costs (eoslib.estimate)
 
 ``--root``: the profile folder (default ``.``: the repository root, the default profile; e.g. ``profiles/extended``).
 """
@@ -30,6 +31,7 @@ COMMANDS = {
     "ledger": ("eoslib.ledger", ["ledger"]),
     "notebook": ("eoslib.notebooks", []),
     "pipeline": ("eoslib.pipeline", []),
+    "plan": ("eoslib.estimate", ["plan"]),
 }
 
 

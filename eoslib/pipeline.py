@@ -127,6 +127,8 @@ def stages(params: dict, prefix: str) -> dict:
                     "deps": ["runs", "metrics/powerlaw.json"] + _code(prefix, "eoslib.ledger"),
                     "params": ["criteria", "powerlaw"] + (["gd"] if params.get("gd") else []),
                     "outs": [{"CLAIMS.md": {"cache": False}}], "metrics": [{"metrics/claims.json": {"cache": False}}]}
+    st["costs"] = {"cmd": "python -m eoslib.estimate write", "deps": ["runs"] + _code(prefix, "eoslib.estimate"),
+                   "outs": [{"metrics/run_costs.json": {"cache": False}}]}
     nb_code = _code(prefix, "eoslib.notebooks", "eoslib.results", "eoslib.ledger", "eoslib.plotting")
     st["nb"] = {"foreach": "${notebooks}", "do": {
         "cmd": "python -m eoslib.notebooks ${key}",
