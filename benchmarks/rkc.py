@@ -73,10 +73,10 @@ class Counted:
         return out
 
 
-def build(n: int, dtype: torch.dtype = torch.float32) -> Objective:
+def build(n: int, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Objective:
     ds = load_dataset("fashion-mnist-mini", n=n, seed=0)
     model = mlp(ds.X.shape[1], 128, 6, ds.num_classes, activation="elu", init="default", seed=0, dtype=dtype)
-    return Objective(model, ds.X.to(dtype), ds.y, loss="ce")
+    return Objective(model.to(device), ds.X.to(dtype), ds.y, loss="ce")
 
 
 def solve(name: str, solver, ob: Objective, counter: Counted) -> dict:
@@ -134,6 +134,7 @@ def main(argv=None) -> dict:
     p.add_argument("--reference", default="512", help="sizes that also get a reference flow ('' for none)")
     p.add_argument("--out", default="/tmp/bench_rkc.json")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the reference flow, if any, runs there in float64)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
@@ -151,7 +152,8 @@ def main(argv=None) -> dict:
                        "cpus": os.cpu_count(), "loadavg": {"start": loadavg()}, "threshold": THRESHOLD,
                        "setting": "fashion-mnist-mini, 10 classes, ELU MLP 128x6, init default, CE, float32",
                        "ee": EE, "rkc": RKC, "rkc_tight": RKC_TIGHT, "gd_lr": f"{GD_C}/lambda_max of the run",
-                       "reference": REFERENCE},
+                       "reference": REFERENCE, "device": args.device,
+                       "device_name": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None},
               "sizes": {}}
     thetas: dict[int, dict] = {}
     objectives: dict[int, Objective] = {}
@@ -161,7 +163,7 @@ def main(argv=None) -> dict:
 
     # phase 1: the flow solvers at every N, one after the other; phase 2: GD; phase 3: endpoints; 4: references
     for n in sizes:
-        ob = objectives[n] = build(n)
+        ob = objectives[n] = build(n, device=args.device)
         counter = Counted(ob)
         runs, thetas[n] = {}, {}
         for name, solver in (("rkc", RungeKuttaChebyshev(**RKC)), ("ee", ExponentialEuler(**EE)),

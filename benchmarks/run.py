@@ -390,13 +390,15 @@ def main(argv: list[str] | None = None) -> dict:
                     help="torch intra-op threads (default 1: on a small shared machine more threads oversubscribe)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    ap.add_argument("--sections", default="hvp,eigen,step,variants,scaling")
+    ap.add_argument("--sections", default=None, help="comma-separated: hvp, eigen, step, variants, scaling, rkc "
+                    "(default: all but rkc on the CPU, all on a GPU)")
     ap.add_argument("--settings", default=None, help="comma-separated: digits,wide (default: both; quick: digits)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
-    sections = set(args.sections.split(","))
+    sections = set((args.sections or ("hvp,eigen,step,variants,scaling" + (",rkc" if args.device != "cpu" else "")))
+                   .split(","))
     names = args.settings.split(",") if args.settings else (["digits"] if args.quick else ["digits", "wide"])
     settings = {"digits": DIGITS, "wide": WIDE}
     if args.quick:
@@ -447,6 +449,14 @@ def main(argv: list[str] | None = None) -> dict:
             res["scaling"] = bench_scaling(base, [256, 512, 1024, 2048, 4000], [64, 128, 256, 512], args.device,
                                            dtype, 4, 3)
         res["scaling"]["note"] = "N = 4000 stands for 4096: MNIST-1D has 4,000 training examples"
+    if "rkc" in sections:  # RKC vs exponential Euler to the loss threshold (benchmarks/rkc.py), on this device
+        log("rkc vs exponential Euler")
+        from benchmarks.rkc import main as rkc_main
+
+        tmp = Path(args.out).with_suffix(".rkc.json")
+        res["rkc_device"] = rkc_main(["--sizes", "256" if args.quick else "512,1024", "--gd-sizes", "",
+                                      "--reference", "", "--device", args.device, "--out", str(tmp),
+                                      "--threads", str(args.threads)])
     res["meta"]["total_s"] = time.perf_counter() - t_start
     res["meta"]["loadavg_end"] = list(os.getloadavg())
     res["table"] = table(res)
