@@ -64,6 +64,11 @@ def criteria_schema() -> dict:
             ((k, CLAIMS[k]) for k in CLAIMS)}
 
 
+def registered_versions(params: dict, key: str) -> list[int]:
+    """The criteria versions of claim ``key`` registered in the profile's params.yaml, ascending."""
+    return sorted(int(v[1:]) for v, block in (params["criteria"].get(key) or {}).items() if block)
+
+
 def criteria(params: dict, key: str, version: int | None = None) -> dict:
     """The criteria block of claim ``key`` in params.yaml: version ``version`` (default: the latest)."""
     crit = {k: v for k, v in (params["criteria"].get(key) or {}).items() if v is not None}
@@ -175,7 +180,7 @@ def _eos_stats(tab: pd.DataFrame, lr: float, lo: float, hi: float) -> dict:
     loss = tab["loss"].to_numpy()
     return {"two_over_eta": 2 / lr, "median_ratio_at_eos": float(np.median(eos)) if len(eos) else float("nan"),
             "eos_fraction": len(eos) / max(len(ratio), 1),
-            "in_band_fraction": float(((eos >= lo) & (eos <= hi)).mean()) if len(eos) else 0.0,
+            "in_band_fraction": float(((eos >= lo) & (eos <= hi)).mean()) if len(eos) else float("nan"),
             "max_ratio": float(ratio.max()) if len(ratio) else float("nan"),
             "max_sharpness": float(s["sharpness"].max()) if len(s) else None,
             "loss_increases": int((np.diff(loss) > 0).sum()), "steps": int(len(tab) - 1)}
@@ -255,7 +260,7 @@ def claim_c1_v2(params, root, c, fits=None) -> dict:
             st["ok"] = bool(st["max_ratio"] < c["control_max_ratio"]) if valid else None
         else:
             st["ok"] = bool(st["eos_fraction"] >= c["tail_fraction"] and lo <= st["median_ratio_at_eos"] <= hi
-                            and st["in_band_fraction"] >= c["min_in_band"])
+                            and st["in_band_fraction"] >= c["min_in_band"])  # NaN (never at the edge) fails
         per[_run_key(r)] = st
         if st["ok"] is not None:
             oks.append(st["ok"])
@@ -271,7 +276,7 @@ def claim_c1_v2(params, root, c, fits=None) -> dict:
         k = [v for v in ctl if v["setting"] == setting]
         part = (f"{setting}: {sum(v['ok'] for v in e)}/{len(e)} runs at the edge (median λη/2 "
                 f"{np.nanmin([v['median_ratio_at_eos'] for v in e]):.2f}–{np.nanmax([v['median_ratio_at_eos'] for v in e]):.2f}, "
-                f"in band {min(v['in_band_fraction'] for v in e):.0%}–{max(v['in_band_fraction'] for v in e):.0%} of steps)"
+                f"in band {np.nanmin([v['in_band_fraction'] for v in e]):.0%}–{np.nanmax([v['in_band_fraction'] for v in e]):.0%} of steps)"
                 if e else f"{setting}: no edge runs")
         if k:
             part += (f", controls {sum(bool(v['ok']) for v in k)}/{sum(v['ok'] is not None for v in k)} stay below "
@@ -325,7 +330,10 @@ def _per_traj_run(root, judge) -> tuple[dict, list[bool]]:
             per[_run_key(r)] = out
     if not per:
         raise NotMeasured("no measured trajectory run has the columns this claim needs")
-    return per, [v["ok"] for v in per.values()]
+    oks = [v["ok"] for v in per.values() if v["ok"] is not None]  # None: the run never reached the judged part
+    if not oks:
+        raise NotMeasured("no measured run reached the part of training this claim judges")
+    return per, oks
 
 
 @claim("C2", 2, {"min_order": Num(), "max_rel_distance": Num(), "min_advantage": Num()})
@@ -335,7 +343,8 @@ def claim_c2_v2(params, root, c, fits=None) -> dict:
     (gradients + HVPs), every GD step size at the edge of stability (2/η below the flow's λ_max) is ≥
     ``min_advantage``× further from the flow than exponential Euler's curve (log–log interpolation; beyond its
     range, its nearest point). GD step sizes below the edge are integrators of the flow themselves and are
-    reported, not judged. Every seed."""
+    reported, not judged. Every seed. Work is what each integrator needs to advance: GD's is its gradients (the
+    cost runs do not track GD's sharpness)."""
     names = run_names("cost", root)
     if not names:
         raise NotMeasured("no cost runs")
@@ -450,7 +459,8 @@ def claim_c3_v2(params, root, c, fits=None) -> dict:
                          "lam_switch": float(x.switch_lam)}
         ra, rp = (row.get("alpha") or {}).get("R"), (row.get("norms") or {}).get("R")
         ok = bool(ra is not None and rp is not None and ra <= c["max_alpha_hold_ratio"] and rp >= c["min_placebo_ratio"])
-        per[f"seed{seed}/a{a:g}"] = row | {"ok": ok}
+        per[f"seed{seed}/a{a:g}"] = row | {"ok": ok, "switch_t": float(g.switch_t.iloc[0]),
+                                           "switched_at_init": bool(g.switch_t.iloc[0] == 0)}
         oks.append(ok)
     decomp = {}
     for name, (tab, summ) in runs.items():
@@ -561,7 +571,7 @@ def claim_split(params, root, c, fits=None) -> dict:
         m = _sharpened(tab.dropna(subset=["hess_lam1", "ggn_lam1"]), "hess_lam1", c["min_sharpening"])
         ratio = float((m["ggn_lam1"] / m["hess_lam1"]).median()) if len(m) else float("nan")
         res = float((m["res_lam1"] / m["hess_lam1"]).median()) if len(m) and "res_lam1" in m else float("nan")
-        ok = bool(len(m) and ratio >= c["min_ggn_ratio"])
+        ok = bool(ratio >= c["min_ggn_ratio"]) if len(m) else None  # never sharpened that much: not judged
         return {"median_ggn_over_hess": ratio, "median_res_over_hess": res, "points": int(len(m)), "ok": ok}
 
     per, oks = _per_traj_run(root, judge)
@@ -583,7 +593,7 @@ def claim_layers(params, root, c, fits=None) -> dict:
         means = m[cols].mean() if len(m) else pd.Series(dtype=float)
         top = int(means.idxmax().split("_")[1]) if len(means) else None
         return {"mean_shares": [float(v) for v in means], "largest_layer": top,
-                "share_1": float(means.iloc[0]) if len(means) else None, "ok": top == 1}
+                "share_1": float(means.iloc[0]) if len(means) else None, "ok": None if top is None else top == 1}
 
     per, oks = _per_traj_run(root, judge)
     summary = "; ".join(f"{k}: largest share layer {v['largest_layer']} (layer 1: {v['share_1']:.2f})"
@@ -640,7 +650,7 @@ def _layers_judge(c, col: str):
         means = m[cols].mean() if len(m) else pd.Series(dtype=float)
         top = int(means.idxmax().split("_")[1]) if len(means) else None
         return {"mean_shares": [float(v) for v in means], "largest_layer": top,
-                "share_1": float(means.iloc[0]) if len(means) else None, "ok": top == 1}
+                "share_1": float(means.iloc[0]) if len(means) else None, "ok": None if top is None else top == 1}
     return judge
 
 
@@ -676,12 +686,13 @@ def claim_sensitivity(params, root, c, fits=None) -> dict:
         rho = _spearman(m["alpha_mean"], m["hess_lam1"])
         growth = float(m["alpha_mean"].iloc[-1] / m["alpha_mean"].iloc[0]) if len(m) > 1 else float("nan")
         sharp = float(m["hess_lam1"].max() / m["hess_lam1"].iloc[0]) if len(m) > 1 else float("nan")
-        ly = lay(tab) or {"largest_layer": None, "ok": False}
+        ly = lay(tab) or {"largest_layer": None, "ok": None, "share_1": None, "mean_shares": []}
         ok3 = bool(rho >= c["min_spearman"] and growth >= c["min_alpha_growth"])
         per[name.split("/", 2)[2]] = {"variant": r["config"].get("variant"), "spearman": rho, "alpha_growth": growth,
                                       "sharpening": sharp, "c3_ok": ok3, "largest_layer": ly["largest_layer"],
-                                      "layers_ok": bool(ly["ok"])}
-        oks += [ok3, bool(ly["ok"])]
+                                      "share_1": ly["share_1"], "mean_shares": ly["mean_shares"],
+                                      "layers_ok": ly["ok"]}
+        oks += [ok3] + ([] if ly["ok"] is None else [bool(ly["ok"])])
     summary = "; ".join(f"{k}: ρ {v['spearman']:.2f}, ᾱ ×{v['alpha_growth']:.1f}, λ ×{v['sharpening']:.0f}, largest "
                         f"layer {v['largest_layer']}" for k, v in per.items())
     crit = (f"for every variant and seed: ρ(ᾱ, λ_max) ≥ {c['min_spearman']} and ᾱ grows ≥ {c['min_alpha_growth']}× (C3 as "

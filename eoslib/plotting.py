@@ -86,7 +86,8 @@ def _solver_color(key: str) -> str:
 
     if key == "reference":
         return "#000000"
-    cols = sns.color_palette("dark", 10).as_hex()
+    dark = sns.color_palette("dark", 10).as_hex()
+    cols = [dark[i] for i in (0, 1, 2, 4, 9, 6, 8, 5, 3, 7)]  # blue, orange, green, purple, teal…: no red next to orange
     return cols[SOLVERS.names().index(key) % len(cols)] if key in SOLVERS else "#555555"
 
 
@@ -171,15 +172,24 @@ def loss_label(loss_fn: str | Sequence[str] | None = None) -> str:
     return LABELS["loss"] + (f"  [{' / '.join(LOSS_SHORT[f] for f in fns)}]" if fns else "")
 
 
-def setting_label(name: str, params: Mapping | None = None, n: int | None = None, newline: bool = False) -> str:
-    """A readable setting name, e.g. ``digits · ELU · CE, N = 512`` (``newline``: N on a second line)."""
+def setting_label(name: str, params: Mapping | None = None, n: int | None = None, newline: bool = False,
+                  wrap: bool = False) -> str:
+    """A readable setting name, e.g. ``digits · ELU · CE (4 classes), N = 512`` (``newline``: N on a second line;
+    ``wrap``: the details in parentheses and N on a second line, ``digits · ELU · CE`` / ``4 classes, N = 512``)."""
     s = (params or {}).get("settings", {}).get(name)
+    extra = []
     if s is None:
         out = name
     else:
         parts = [_dataset_label(s["dataset"]), _ACTIVATION_NAMES.get(s["activation"], s["activation"]),
                  LOSS_SHORT[s["loss"]]]
-        out = " · ".join(parts) + (f" ({s['classes']} classes)" if s.get("classes") else "")
+        extra = ([f"{s['classes']} classes"] if s.get("classes") else []) + (
+            ["standardised inputs"] if s.get("standardize") else [])
+        out = " · ".join(parts)
+    if wrap:
+        second = ", ".join(extra + ([f"N = {n}"] if n is not None else []))
+        return f"{out}\n{second}" if second else out
+    out += f" ({', '.join(extra)})" if extra else ""
     if n is None:
         return out
     return f"{out}\nN = {n}" if newline else f"{out}, N = {n}"
@@ -241,6 +251,100 @@ def note(ax, text: str, loc: str = "lower right", **kw) -> None:
           "upper right": (0.98, 0.97, "right", "top"), "lower left": (0.02, 0.03, "left", "bottom")}[loc]
     ax.text(xy[0], xy[1], text, transform=ax.transAxes, ha=xy[2], va=xy[3], fontsize="small",
             bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.7", alpha=0.9), **kw)
+
+
+def not_measured(ax, text: str, title: str | None = None) -> None:
+    """An empty panel saying what is missing (a profile without the runs of that panel): no axes, the text
+    centred in grey."""
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize="small", color="0.35",
+            wrap=True, bbox=dict(boxstyle="round,pad=0.6", fc="0.97", ec="0.8"))
+
+
+# ---------------------------------------------------------------------------------------------- seeds
+
+
+def seed_grid(data, x: str, y: str, seed: str = "seed", log: bool = False, points: int = 600):
+    """The curves ``y(x)`` of every seed on one grid: returns ``(grid, Y)`` with ``Y[i]`` seed i's curve,
+    linearly interpolated (in log y with ``log``) and NaN outside the x range that seed covers. The grid is the
+    union of the seeds' x values, or ``points`` evenly spaced values when that union is larger."""
+    d = data[[x, y] + ([seed] if seed in data else [])].dropna()
+    groups = [g.sort_values(x) for _, g in d.groupby(seed)] if seed in d else [d.sort_values(x)]
+    groups = [g for g in groups if len(g)]
+    if not groups:
+        return np.array([]), np.empty((0, 0))
+    xs = np.unique(np.concatenate([g[x].to_numpy(float) for g in groups]))
+    grid = xs if len(xs) <= points else np.linspace(xs[0], xs[-1], points)
+    Y = np.full((len(groups), len(grid)), np.nan)
+    for i, g in enumerate(groups):
+        gx, gy = g[x].to_numpy(float), g[y].to_numpy(float)
+        inside = (grid >= gx[0]) & (grid <= gx[-1])
+        Y[i, inside] = np.interp(grid[inside], gx, np.log(gy) if log else gy)
+    return grid, (np.exp(Y) if log else Y)
+
+
+def seed_spread(ax, data, x: str, y: str, seed: str = "seed", color=None, label: str | None = None,
+                lines: bool = True, band: bool = True, log: bool | None = None, lw: float = 1.8, ls: str = "-",
+                points: int = 600, alpha: float = 0.18, **kw):
+    """``y`` against ``x`` over the seeds of ``data`` (a long table with a ``seed`` column): thin lines per seed
+    (``lines``), the median over seeds (the labelled line) and the min–max range across seeds (shaded,
+    ``band``), on the grid of :func:`seed_grid`. The median and the range are drawn only where every seed has
+    data (a run that stops earlier, e.g. at the loss threshold, would otherwise make the median jump); beyond
+    that only the thin per-seed lines continue. ``log`` (default: y > 0 everywhere) takes the median and
+    interpolates in log y. A single seed is drawn as one line. Returns the median's Line2D (None without data)."""
+    d = data[[x, y] + ([seed] if seed in data else [])].dropna()
+    if not len(d):
+        return None
+    if log is None:
+        log = bool((d[y] > 0).all())
+    grid, Y = seed_grid(d, x, y, seed, log=log, points=points)
+    if len(Y) == 1:
+        return ax.plot(grid, Y[0], color=color, lw=lw, ls=ls, label=label, **kw)[0]
+    if lines:
+        for _, g in d.groupby(seed):
+            g = g.sort_values(x)
+            ax.plot(g[x], g[y], color=color, lw=0.7, ls=ls, alpha=0.45, zorder=kw.get("zorder"))
+    common = np.isfinite(Y).all(axis=0)
+    grid, Y = grid[common], Y[:, common]
+    if not len(grid):
+        return None
+    med = np.exp(np.median(np.log(Y), axis=0)) if log else np.median(Y, axis=0)
+    if band:
+        ax.fill_between(grid, Y.min(axis=0), Y.max(axis=0), color=color, alpha=alpha, lw=0, zorder=kw.get("zorder"))
+    return ax.plot(grid, med, color=color, lw=lw, ls=ls, label=label, **kw)[0]
+
+
+#: what a :func:`seed_spread` curve shows, for a figure's footnote
+SPREAD_NOTE = ("Curves over seeds: median line, min–max range shaded where every seed has data, thin lines the "
+               "individual seeds.")
+
+
+def seeds_label(seeds: Iterable) -> str:
+    """``3 seeds`` or ``seed 0``: the seeds behind a curve, for a legend entry."""
+    s = sorted(set(int(x) for x in seeds))
+    return f"seed {s[0]}" if len(s) == 1 else f"{len(s)} seeds"
+
+
+def seeds_note(table, by: str = "setting", seed: str = "seed") -> str:
+    """The seeds of a long table per group ``by``, for a footnote: ``seeds 0, 1, 2 in every setting`` or
+    ``seeds: a 0, 1; b 0``."""
+    if table is None or not len(table):
+        return "no runs"
+    per = {k: ", ".join(str(int(x)) for x in sorted(g[seed].unique())) for k, g in table.groupby(by, sort=False)}
+    if len(set(per.values())) == 1:
+        one = next(iter(per.values()))
+        return f"{'seeds' if ',' in one else 'seed'} {one} in every {by}"
+    return "seeds: " + "; ".join(f"{k} {v}" for k, v in per.items())
+
+
+def verdict_text(key: str, row: Mapping, heading: str = "verdict") -> str:
+    """A ledger row (:func:`eoslib.ledger.claim_result` / ``judge_claim``) as printed by the notebooks:
+    ``<key> <heading> (criteria v<k>): <verdict>`` then the measured summary and the criterion."""
+    v = row.get("criteria_version")
+    out = f"{key} {heading}{'' if v is None else f' (criteria v{v})'}: {row['verdict']}\n  {row['summary']}"
+    return out + (f"\n  criterion: {row['criterion']}" if row.get("criterion") else "")
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -305,5 +409,6 @@ def write_metrics(name: str, numbers: Mapping, root: str | Path | None = None) -
 
 __all__ = ["set_style", "setting_palette", "lr_palette", "layer_palette", "SOLVER_COLORS", "SOLVER_NAMES",
            "LABELS", "LOSS_CONVENTION", "label", "sharpness_label", "loss_label", "setting_label", "lr_label", "model_label",
-           "settings_table", "log_axis_if_wide", "panel_letters", "note", "loss_footnote", "tidy_log_axes", "save_figure",
+           "settings_table", "log_axis_if_wide", "panel_letters", "note", "not_measured", "seed_grid", "seed_spread",
+           "seeds_label", "seeds_note", "SPREAD_NOTE", "verdict_text", "loss_footnote", "tidy_log_axes", "save_figure",
            "write_metrics", "LOSS_SHORT", "LOSS_FULL"]

@@ -57,7 +57,7 @@ def traj_run(root: Path, setting: str, seed: int, lam: np.ndarray, alpha: np.nda
 
 
 def test_c1_verdicts_follow_the_band(tmp_path, params):
-    c = ledger.criteria(params, "C1")
+    c = ledger.criteria(params, "C1", version=1)
     lo, hi = c["ratio_band"]
     steps = 100
     at_edge = np.concatenate([np.linspace(0.2, lo, 40), np.full(steps - 40, (lo + hi) / 2)])  # 60 % inside the band
@@ -93,7 +93,7 @@ def test_c3_split_layers_on_constructed_trajectories(tmp_path, params):
     lam = np.geomspace(1, 20, 12)
     traj_run(tmp_path, "digits-elu-ce", 0, lam, np.linspace(0.05, 0.8, 12))  # co-moving, 16× growth
     traj_run(tmp_path, "digits-elu-ce", 1, lam, np.linspace(0.8, 0.05, 12), ggn_frac=0.5, shares=(0.1, 0.6, 0.3))
-    c3 = ledger.judge_claim("C3", params, tmp_path, None)
+    c3 = ledger.judge_claim("C3", params, tmp_path, None, version=1)  # co-movement, as first registered
     assert c3["verdict"] == ledger.PARTLY
     runs = c3["measured"]["runs"]
     assert runs["digits-elu-ce/seed0"]["spearman_alpha_sharpness"] == pytest.approx(1.0)
@@ -101,22 +101,22 @@ def test_c3_split_layers_on_constructed_trajectories(tmp_path, params):
     split = ledger.judge_claim("split", params, tmp_path, None)
     assert split["measured"]["digits-elu-ce/seed0"]["median_ggn_over_hess"] == pytest.approx(0.95)
     assert split["verdict"] == ledger.PARTLY
-    lay = ledger.judge_claim("layers", params, tmp_path, None)
+    lay = ledger.judge_claim("layers", params, tmp_path, None, version=1)
     assert lay["measured"]["digits-elu-ce/seed0"]["largest_layer"] == 1
     assert lay["measured"]["digits-elu-ce/seed1"]["largest_layer"] == 2 and lay["verdict"] == ledger.PARTLY
 
 
 def test_c2_advantage_arithmetic(tmp_path, params):
-    c = ledger.criteria(params, "C2")
+    c = ledger.criteria(params, "C2", version=1)
     summ = {"t_end": 5.0, "reference": {}, "distances": {
         "ee": {"max_rel_distance": 0.5 * c["max_rel_distance"]},
         "gd_lr0.2": {"max_rel_distance": 2 * c["min_advantage"] * 0.5 * c["max_rel_distance"]}}}
     write_run(tmp_path, "compare", cfg("compare"), summ, pd.DataFrame({"step": [0], "t": [0.0], "loss": [1.0]}))
-    r = ledger.judge_claim("C2", params, tmp_path, None)
+    r = ledger.judge_claim("C2", params, tmp_path, None, version=1)
     assert r["verdict"] == ledger.HOLDS and r["measured"]["advantage"]["gd_lr0.2"] == pytest.approx(2 * c["min_advantage"])
     summ["distances"]["gd_lr0.2"]["max_rel_distance"] = 0.5 * c["min_advantage"] * 0.5 * c["max_rel_distance"]
     write_run(tmp_path, "compare", cfg("compare"), summ, pd.DataFrame({"step": [0], "t": [0.0], "loss": [1.0]}))
-    assert ledger.judge_claim("C2", params, tmp_path, None)["verdict"] == ledger.PARTLY
+    assert ledger.judge_claim("C2", params, tmp_path, None, version=1)["verdict"] == ledger.PARTLY
 
 
 def endpoint_rows(setting: str, beta: float, c: float, sizes, seeds, noise: float = 0.0, rng=None) -> list[dict]:
