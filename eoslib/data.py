@@ -458,7 +458,7 @@ def _needs_module(name: str, module: str, package: str) -> Callable[[Path], None
 # ---------------------------------------------------------------- the registered datasets
 
 
-@DATASETS.register("digits", label="Digits 8×8", size=1797, num_classes=10, input_shape=(1, 8, 8), offline=True,
+@DATASETS.register("digits", train_size=1797, label="Digits 8×8", size=1797, num_classes=10, input_shape=(1, 8, 8), offline=True,
                    class_counts=(178, 182, 177, 183, 181, 182, 181, 179, 174, 180),
                    check=_needs_module("digits", "sklearn", "scikit-learn"))
 def _digits(root: Path, download: bool) -> Source:
@@ -468,7 +468,7 @@ def _digits(root: Path, download: bool) -> Source:
     return Source(d.data, d.target, "8x8 scikit-learn digits (1,797 examples), pixel/16", 16.0)
 
 
-@DATASETS.register("mnist1d", label="MNIST-1D", size=4000, num_classes=10, input_shape=(40,), offline=True,
+@DATASETS.register("mnist1d", train_size=4000, label="MNIST-1D", size=4000, num_classes=10, input_shape=(40,), offline=True,
                    class_counts=(398, 396, 411, 394, 394, 402, 401, 404, 402, 398),
                    check=_needs_module("mnist1d", "mnist1d", "mnist1d"))
 def _mnist1d(root: Path, download: bool) -> Source:
@@ -478,7 +478,7 @@ def _mnist1d(root: Path, download: bool) -> Source:
                   " generated samples)")
 
 
-@DATASETS.register("mnist1d-large", label="MNIST-1D (10k)", size=10_000, num_classes=10, input_shape=(40,),
+@DATASETS.register("mnist1d-large", train_size=10000, label="MNIST-1D (10k)", size=10_000, num_classes=10, input_shape=(40,),
                    offline=True, class_counts=(996, 994, 1018, 994, 989, 986, 1020, 1012, 990, 1001),
                    check=_needs_module("mnist1d-large", "mnist1d", "mnist1d"))
 def _mnist1d_large(root: Path, download: bool) -> Source:
@@ -488,7 +488,7 @@ def _mnist1d_large(root: Path, download: bool) -> Source:
                   f" (global mean 0, std 1 over all {MNIST1D_LARGE_SAMPLES:,} generated samples)")
 
 
-@DATASETS.register("fashion-mnist-mini", label="Fashion-MNIST-mini", size=8192, num_classes=10,
+@DATASETS.register("fashion-mnist-mini", train_size=8192, label="Fashion-MNIST-mini", size=8192, num_classes=10,
                    input_shape=(1, 28, 28), offline=True,
                    class_counts=(819, 819, 819, 819, 820, 819, 820, 819, 819, 819), check=_check_mini)
 def _fashion_mnist_mini(root: Path, download: bool) -> Source:
@@ -498,19 +498,19 @@ def _fashion_mnist_mini(root: Path, download: bool) -> Source:
                   f" train split, {path}), pixel/255", 255.0)
 
 
-@DATASETS.register("fashion-mnist", label="Fashion-MNIST", size=None, num_classes=10, input_shape=(1, 28, 28),
+@DATASETS.register("fashion-mnist", train_size=60000, label="Fashion-MNIST", size=None, num_classes=10, input_shape=(1, 28, 28),
                    offline=False, class_counts=_idx_counts("fashion-mnist"), check=_check_idx("fashion-mnist"))
 def _fashion_mnist(root: Path, download: bool) -> Source:
     return _load_idx("fashion-mnist", root, download)
 
 
-@DATASETS.register("mnist", label="MNIST", size=None, num_classes=10, input_shape=(1, 28, 28), offline=False,
+@DATASETS.register("mnist", train_size=60000, label="MNIST", size=None, num_classes=10, input_shape=(1, 28, 28), offline=False,
                    class_counts=_idx_counts("mnist"), check=_check_idx("mnist"))
 def _mnist(root: Path, download: bool) -> Source:
     return _load_idx("mnist", root, download)
 
 
-@DATASETS.register("cifar10", label="CIFAR-10", size=None, num_classes=10, input_shape=(3, 32, 32), offline=False,
+@DATASETS.register("cifar10", train_size=50000, label="CIFAR-10", size=None, num_classes=10, input_shape=(3, 32, 32), offline=False,
                    class_counts=None, check=_check_cifar)
 def _cifar10(root: Path, download: bool) -> Source:
     folder = _cifar_folder(root, download)

@@ -78,7 +78,7 @@ def stage_items(stage: str, root: str | Path) -> tuple[dict, list[tuple[str, dic
     if not f.exists():
         raise FileNotFoundError(f"no planned stage {stage!r} ({f} missing); run `python -m eoslib check-params`")
     st = json.loads(f.read_text())
-    items = sorted(st["runs"].items(), key=lambda it: (-it[1]["n"], it[1]["solver"].get("lr", 0.0), it[0]))
+    items = sorted(st["runs"].items(), key=lambda it: (-it[1]["n"], (it[1].get("solver") or {}).get("lr", 0.0), it[0]))
     return st, items
 
 

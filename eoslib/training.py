@@ -115,6 +115,7 @@ def _land(solver, objective, theta_prev: Tensor, dt_full: float, loss_prev: floa
         th, rec = solver.step(objective, theta_prev, dt_cap=dt)
         if rec["dt"] > dt * (1 + 1e-9):
             return None  # the solver does not shorten its step: cannot land
+        dt = rec["dt"]  # the step it took (a solver may shorten a capped step further)
         loss = objective.loss(th).item()
         f = math.log(loss / target) if loss > 0 else -math.inf
         best = (th, dt, loss, n)

@@ -2,6 +2,8 @@
 the sweep's end points (θ at init, on the loss threshold, at the fixed flow time) on a real tiny run."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,36 @@ def test_cost_kind_orders_on_a_quadratic(tmp_path):
     v = info["variants"]
     assert v["gd lr=0.01"]["work"] == v["gd lr=0.01"]["steps"] == 100 and v["gd lr=0.01"]["hvps"] == 0
     assert 0.9 < info["orders"]["gd"] < 1.1  # GD is a first-order integrator of the flow away from the edge
+
+
+def test_sweep_sizes_may_end_with_full():
+    """`full` stands for each setting's whole training set in its classes; sizes are planned per setting."""
+    import copy
+
+    import yaml
+
+    from eoslib.config import plan, validate
+    from eoslib.schema import ParamsError
+
+    p = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "params.yaml"))
+    p = copy.deepcopy(p)
+    p["sweep"] |= {"settings": ["digits-elu-ce"], "sizes": [16, "full"], "seeds": [0]}
+    runs = plan(validate(p))["sweep-digits-elu-ce"]["runs"]
+    assert sorted(c["n"] for c in runs.values()) == [16, 720]  # digits has 720 examples in its first 4 classes
+    p["sweep"]["sizes"] = ["full", 16]
+    with pytest.raises(ParamsError, match="sweep.sizes"):
+        validate(p)
+
+
+def test_stage_items_orders_runs_without_a_single_solver(tmp_path):
+    """Regression: cost runs carry `solvers`, not `solver`; ordering a stage's runs must not need one."""
+    import json
+
+    from eoslib.execute import stage_items
+
+    d = tmp_path / "runs" / "_plan"
+    d.mkdir(parents=True)
+    (d / "cost.json").write_text(json.dumps({"kind": "cost", "dir": "runs/cost", "runs": {
+        "cost/a/seed0": {"n": 8, "solvers": []}, "cost/a/seed1": {"n": 16, "solvers": []}}}))
+    _, items = stage_items("cost", tmp_path)
+    assert [n for n, _ in items] == ["cost/a/seed1", "cost/a/seed0"]

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..causal import CHAIN_COLUMNS, LOSS_RTOL, _float, compare_arms, decomposition, lam_max, load_runs, loss_levels, value_at  # noqa: F401
 from ..curvature import OPERATORS
 from ..intervention import CONSTRAINTS
 from ..schema import Choice, Int, ListOf, Num, Opt, Text, Where, fail
@@ -43,8 +44,6 @@ GRADIENT_ONLY = ("gd", "agd", "rkc")
 DEFAULT_SOLVER = {"name": "agd", "dt_max": 0.5, "c": 1.0}
 #: ᾱ lands on α* within this relative tolerance when the crossing step is retaken
 LAND_RTOL = 1e-3
-#: the chain-gain decomposition columns (every iterate)
-CHAIN_COLUMNS = ("abar", "log_alpha_mean", "log_norms_mean", "log_chain_mean")
 
 
 def _gradient_only(spec: dict, path: str) -> None:
@@ -237,49 +236,6 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
 # ---------------------------------------------------------------------------------------------- summaries
 
 
-def _float(x) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
-def lam_max(table: pd.DataFrame) -> pd.Series:
-    """λ_max(∇²L) per row: the solver's ``sharpness`` (every iterate for agd/rkc), where missing (the final row,
-    or a solver that does not track it) the measured ``hess_lam1``; both are the top eigenvalue to tolerance."""
-    nan = pd.Series(np.nan, index=table.index)
-    return table.get("sharpness", nan).combine_first(table.get("hess_lam1", nan))
-
-
-def value_at(table: pd.DataFrame, x: str, level: float, y: str, log: bool = True, rtol: float = 0.0
-             ) -> float | None:
-    """``y`` where ``x`` first reaches ``level`` (x decreasing, e.g. the loss: first row with x ≤ level; x
-    increasing, e.g. t: first row with x ≥ level), linearly interpolated (in log x with ``log``) between that row
-    and the previous. A run ending within ``rtol`` of the level (a loss landed on the threshold within
-    ``Stop.land_rtol``) gives its last value; None when the level is never reached."""
-    d = table[[x, y]].dropna()
-    xs, ys = d[x].to_numpy(float), d[y].to_numpy(float)
-    if len(xs) == 0:
-        return None
-    down = xs[-1] <= xs[0]
-    hit = np.nonzero(xs <= level if down else xs >= level)[0]
-    if len(hit) == 0:
-        return float(ys[-1]) if abs(xs[-1] / level - 1) <= rtol else None
-    i = hit[0]
-    if i == 0:
-        return float(ys[0])
-    f = (lambda v: np.log(v)) if log else (lambda v: v)
-    a, b, c = f(xs[i - 1]), f(xs[i]), f(level)
-    w = 0.0 if b == a else (c - a) / (b - a)
-    return float(ys[i - 1] + w * (ys[i] - ys[i - 1]))
-
-
-#: a run landing on the loss threshold ends within Stop.land_rtol (1 %) of it: two runs within 2 % of each other
-LOSS_RTOL = 0.02
-
-
-def loss_levels(loss_switch: float, threshold: float, fractions) -> list[float]:
-    """L_s·(L_thr/L_s)^f: geometric steps from the switch loss to the threshold."""
-    return [float(loss_switch * (threshold / loss_switch) ** f) for f in fractions]
-
-
 def summarize(table: pd.DataFrame, config: Mapping) -> dict:
     """The run's ``end``, ``sharpness_max``, ``sharpness_at_loss`` (from the switch, arms only) and the drift of
     ᾱ and mean Σₖ log‖Jᵏ‖ over the held phase (``hold_drift``)."""
@@ -302,76 +258,6 @@ def summarize(table: pd.DataFrame, config: Mapping) -> dict:
         out["hold_drift"]["c_abs_max"] = _float(held["c_drift"].abs().max()) if "c_drift" in held else None
         out["removed_mean"] = _float(held["removed"].mean()) if "removed" in held else None
     return out
-
-
-def compare_arms(runs: Mapping[str, tuple[pd.DataFrame, Mapping]], fractions=(0.25, 0.5, 0.75, 1.0)
-                 ) -> pd.DataFrame:
-    """Every arm beside the free run of its seed. ``runs``: run name → (trajectory table, summary).
-
-    Rows: setting, seed, alpha_star, hold, basis (``loss``: at L_s·(L_thr/L_s)^f; ``time``: at
-    t_s + f·(t_free,end − t_s), t_s the switch time, L_thr the free run's final loss), f, level, lam_free,
-    lam_arm (λ_max interpolated from each table; None where a run never reaches the level), ratio
-    (lam_arm / lam_free), and switch (step, t, loss, ᾱ, λ_max); basis ``peak`` (f = level = None): the largest
-    λ_max from the switch to the free run's end time. Arms that never switched are left out."""
-    free = {}
-    for name, (tab, summ) in runs.items():
-        if summ.get("arm") == "free":
-            free[name.rsplit("/", 1)[0]] = tab
-    rows = []
-    for name, (tab, summ) in runs.items():
-        if summ.get("arm") in (None, "free") or not summ.get("switched"):
-            continue
-        base = name.rsplit("/", 1)[0]
-        if base not in free:
-            continue
-        ft, sw = free[base], summ["switch"]
-        ft, tab = ft.assign(lam_max=lam_max(ft)), tab.assign(lam_max=lam_max(tab))
-        after = tab[tab["step"] >= sw["step"]]
-        f_after = ft[ft["t"] >= sw["t"] - 1e-12]
-        t_end, l_end = float(ft["t"].iloc[-1]), float(ft["loss"].iloc[-1])
-        setting, seed = base.split("/")[1], int(base.rsplit("seed", 1)[1])
-        common = {"setting": setting, "seed": seed, "alpha_star": summ["alpha_star"], "hold": summ["arm"],
-                  "switch_t": sw["t"], "switch_loss": sw["loss"], "switch_abar": sw["abar"],
-                  "switch_lam": sw["sharpness"]}
-        points = [(b, f) for f in fractions for b in ("loss", "time")] + [("peak", None)]
-        for basis, f in points:
-            if basis == "peak":
-                level = None
-                la = _float(after.loc[after["t"] <= t_end * (1 + 1e-9), "lam_max"].max())
-                lf = _float(f_after.loc[:, "lam_max"].max())
-            else:
-                if basis == "loss":
-                    level, x, lg, rt = sw["loss"] * (l_end / sw["loss"]) ** f, "loss", True, LOSS_RTOL
-                else:
-                    level, x, lg, rt = sw["t"] + f * (t_end - sw["t"]), "t", False, 1e-9
-                la, lf = value_at(after, x, level, "lam_max", lg, rt), value_at(f_after, x, level, "lam_max", lg, rt)
-            rows.append(common | {"basis": basis, "f": f, "level": level, "lam_free": lf, "lam_arm": la,
-                                  "ratio": la / lf if la is not None and lf else None})
-    return pd.DataFrame(rows)
-
-
-def load_runs(root: str | Path, setting: str | None = None) -> dict[str, tuple[pd.DataFrame, dict]]:
-    """Every finished ``intervene`` run under ``root/runs/intervene`` (optionally one setting): name → (table,
-    summary), for :func:`compare_arms`."""
-    from ..io import read_json
-
-    out = {}
-    base = Path(root) / "runs"
-    for s in sorted((base / "intervene").glob("*/seed*/*/summary.json")):
-        name = str(s.parent.relative_to(base))
-        if setting is None or name.split("/")[1] == setting:
-            out[name] = (pd.read_csv(s.parent / "trajectory.csv"), read_json(s))
-    return out
-
-
-def decomposition(table: pd.DataFrame) -> pd.DataFrame:
-    """The chain-gain growth split over time: t, loss, ``chain`` = Δ mean log‖P₁‖, ``alignment`` = Δ mean log α,
-    ``norms`` = Δ mean Σₖ log‖Jᵏ‖ (Δ: change since θ₀), so chain = alignment + norms at every row."""
-    d = table[["t", "loss", "log_chain_mean", "log_alpha_mean", "log_norms_mean"]].dropna()
-    return pd.DataFrame({"t": d["t"], "loss": d["loss"],
-                         "chain": d["log_chain_mean"] - d["log_chain_mean"].iloc[0],
-                         "alignment": d["log_alpha_mean"] - d["log_alpha_mean"].iloc[0],
-                         "norms": d["log_norms_mean"] - d["log_norms_mean"].iloc[0]}).reset_index(drop=True)
 
 
 KINDS.add("intervene", Experiment("intervention", plan, run, "the flow with ᾱ (or the placebo) held fixed"),

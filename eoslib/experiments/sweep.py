@@ -14,9 +14,33 @@ import pandas as pd
 from ..schema import Int, ListOf, Num, Opt, Text
 from .base import KINDS, SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, solver_spec
 
+class Sizes(ListOf):
+    """Ascending sizes N ≥ 2, optionally ending with ``full``: each setting's whole training set."""
+
+    def check(self, v, path):
+        if isinstance(v, list) and v and v[-1] == "full":
+            return ListOf(Int(minimum=2), ascending=True, nonempty=False).check(v[:-1], path) + ["full"]
+        return ListOf(Int(minimum=2), ascending=True).check(v, path)
+
+
+def full_size(setting: dict) -> int:
+    """The number of training examples of a setting's dataset in its classes (the files' count when they can be
+    read, else the dataset's standard training-set size)."""
+    from ..data import DATASETS, available_size
+
+    try:
+        n = available_size(setting["dataset"], setting.get("classes"))
+    except FileNotFoundError:
+        n = None
+    if n is None:
+        meta = DATASETS.entry(setting["dataset"]).meta
+        n = meta["train_size"] * (setting.get("classes") or meta["num_classes"]) // meta["num_classes"]
+    return int(n)
+
+
 SCHEMA = {
     "settings": ListOf(Text()),
-    "sizes": ListOf(Int(minimum=2), ascending=True),
+    "sizes": Sizes(Int()),
     "seeds": ListOf(Int(minimum=0)),
     "time": Num(),
     "max_steps": Int(),
@@ -28,12 +52,15 @@ SCHEMA = {
 
 def plan(p: dict) -> dict[str, Stage]:
     """One stage per setting (``sweep-<setting>``), its runs ``sweep/<setting>/n<N>/seed<s>``, largest N first."""
+    from .base import setting_config
+
     sw = p["sweep"]
     out = {}
     for s in sw["settings"]:
         runs = {}
-        for n in sorted(sw["sizes"], reverse=True):
-            seeds = sw["seeds"][: sw["largest_size_seeds"]] if n == max(sw["sizes"]) and sw.get("largest_size_seeds") \
+        sizes = [full_size(setting_config(p, s, "sweep.settings")) if n == "full" else n for n in sw["sizes"]]
+        for n in sorted(set(sizes), reverse=True):
+            seeds = sw["seeds"][: sw["largest_size_seeds"]] if n == max(sizes) and sw.get("largest_size_seeds") \
                 else sw["seeds"]
             for seed in seeds:
                 c = base_config(p, s, n, seed, "sweep.sizes")
