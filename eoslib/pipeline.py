@@ -189,6 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", default=".", help="profile folder holding params.yaml")
     ap.add_argument("--check", action="store_true", help="fail if dvc.yaml differs from what would be written")
     a = ap.parse_args(argv)
+    from .schema import ParamsError
+
+    try:
+        return _main(a)
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(a) -> int:
     if a.check:
         problems = check_pipeline(a.root)
         for p in problems:

@@ -356,6 +356,8 @@ def _tick(v: float, _pos=None) -> str:
     e = math.log10(v)
     if (v < 1e-3 or v >= 1e5) and abs(e - round(e)) < 1e-9:
         return f"$10^{{{int(round(e))}}}$"
+    if 1 <= v < 1e5 and abs(v - round(v)) < 1e-9 * v:
+        return f"{int(round(v))}"  # integers as they are (N = 1024, 4096), not 1.02e+03
     return f"{v:.3g}" if 1e-3 <= v < 1e5 else f"{v:.0e}"
 
 

@@ -15,7 +15,8 @@ from ..schema import Int, ListOf, Num, Opt, Text
 from .base import KINDS, SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, solver_spec
 
 class Sizes(ListOf):
-    """Ascending sizes N ≥ 2, optionally ending with ``full``: each setting's whole training set."""
+    """Ascending sizes N ≥ 2, optionally ending with ``full``: each setting's whole training set (then the sizes
+    above a setting's training set are skipped for it)."""
 
     def check(self, v, path):
         if isinstance(v, list) and v and v[-1] == "full":
@@ -58,7 +59,10 @@ def plan(p: dict) -> dict[str, Stage]:
     out = {}
     for s in sw["settings"]:
         runs = {}
-        sizes = [full_size(setting_config(p, s, "sweep.settings")) if n == "full" else n for n in sw["sizes"]]
+        sizes = list(sw["sizes"])
+        if sizes[-1] == "full":  # the whole training set; larger sizes than it are skipped for this setting
+            full = full_size(setting_config(p, s, "sweep.settings"))
+            sizes = [n for n in sizes[:-1] if n < full] + [full]
         for n in sorted(set(sizes), reverse=True):
             seeds = sw["seeds"][: sw["largest_size_seeds"]] if n == max(sizes) and sw.get("largest_size_seeds") \
                 else sw["seeds"]
