@@ -709,9 +709,11 @@ def judge_claim(key: str, params: dict, root: str | Path, fits: dict | None, ver
     inputs are absent is *not measured* (never an error)."""
     c = CLAIMS[key]
     crit = params["criteria"].get(key) or {}
-    versions = sorted(int(v[1:]) for v, block in crit.items() if block is not None)
-    if not versions:
-        return {"verdict": NOT_MEASURED, "measured": {}, "summary": "no criteria registered", "criterion": ""}
+    versions = registered_versions(params, key)
+    if not versions or (version is not None and version not in versions):
+        what = "no criteria" if not versions else f"criteria v{version} not"
+        return {"verdict": NOT_MEASURED, "measured": {}, "summary": f"{what} registered in this profile",
+                "criterion": "", "criteria_version": version}
     v = versions[-1] if version is None else version
     schema, judge = c.judges[v]
     try:
@@ -729,8 +731,7 @@ def build_claims(params: dict, root: str | Path = ".") -> dict:
     rows = {}
     for key in CLAIMS:
         c = CLAIMS[key]
-        crit = params["criteria"].get(key) or {}
-        versions = sorted(int(v[1:]) for v, block in crit.items() if block is not None)
+        versions = registered_versions(params, key)
         if not versions:  # not part of this profile's ledger
             continue
         row = judge_claim(key, params, root, fits)

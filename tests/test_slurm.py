@@ -69,9 +69,9 @@ def gd_config():
     p["model"] |= {"width": 16, "depth": 3}
     p["settings"]["digits-elu-ce"] |= {"classes": 3}
     p["loss_threshold"]["ce"] = 1e-6
-    p["gd"] |= {"setting": "digits-elu-ce", "n": 24, "lrs": [0.05], "time": 1e6, "max_steps": 20,
-                "measure_every": 10**6, "track_every": 10**6}
-    return plan(validate(p))["gd"]["runs"]["gd/lr0.05"]
+    p["gd"] |= {"setups": [{"setting": "digits-elu-ce", "n": 24, "lrs": [0.05]}], "seeds": [0], "time": 1e6,
+                "max_steps": 20, "measure_every": 10**6, "track_every": 10**6}
+    return plan(validate(p))["gd"]["runs"]["gd/digits-elu-ce/lr0.05/seed0"]
 
 
 def make_config(base: dict, steps: int = 20, seed: int = 0, lr: float = 0.05, checkpoint_every: int = 20) -> dict:
