@@ -293,3 +293,41 @@ def test_lands_on_a_loss_threshold():
     solver.step(ob, theta1)
     solver.dt_next = 1e-6 * rec0["dt"]
     assert solver.step(ob, ob.theta0, dt_cap=0.5 * rec0["dt"])[1]["dt"] == 0.5 * rec0["dt"]
+
+
+def test_the_readme_heun_solver_is_one_definition():
+    """The README's "extend" example, verbatim: one registered class is a solver ``params.yaml`` accepts and
+    ``train`` runs. Oracle: the exact flow of a quadratic; Heun is second order, so halving Δt divides the error
+    at a fixed time by ≈ 4 (tolerance as in test_second_order_in_the_smooth_regime: λ_max·Δt ≤ 0.25)."""
+    from eoslib.schema import Num
+    from eoslib.solvers import Solver
+
+    try:
+        @SOLVERS.register("heun", label="Heun", schema={"dt": Num()})
+        class Heun(Solver):
+            def __init__(self, dt: float) -> None:
+                self.dt = dt
+
+            def step(self, objective, theta, dt_cap=None):
+                dt = self.dt if dt_cap is None else min(self.dt, dt_cap)
+                loss, g = objective.loss_and_grad(theta)
+                g2 = objective.grad(theta - dt * g)
+                return theta - dt / 2 * (g + g2), {"dt": dt, "loss": loss.item(), "grad_norm": g.norm().item()}
+
+        ob = quadratic()
+        lam_max = hessian_eigh(ob)[0][-1].item()
+        T = 8 / lam_max
+        ref = exact_flow(ob, ob.theta0, T)
+        errors = []
+        for z in (0.25, 0.125, 0.0625):
+            spec = check({"name": "heun", "dt": z / lam_max}, Tagged(SOLVERS), "solver")  # the params.yaml form
+            res = train(build_solver(spec), ob, until=Stop(time=T), progress=False)
+            assert res.table.t.iloc[-1] == pytest.approx(T, abs=1e-12)
+            errors.append((res.theta - ref).norm().item())
+        rates = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+        assert np.all(np.abs(rates - 2) < 0.15), rates
+        with pytest.raises(ParamsError, match="solver.dtt"):
+            check({"name": "heun", "dtt": 0.1}, Tagged(SOLVERS), "solver")
+    finally:
+        SOLVERS._entries.pop("heun", None)
+    assert "heun" not in SOLVERS
