@@ -446,17 +446,28 @@ def claim_c3_v2(params, root, c, fits=None) -> dict:
     cmp = cmp[(cmp.basis == "loss")]
     if not len(cmp):
         raise NotMeasured("no intervention arm reached the comparison loss level")
+    # reported beside the verdict, not judged: R at equal flow time (the free run's end time), defined also for an
+    # arm that never reaches the loss level
+    at_time = compare_arms(runs, fractions=(1.0,))
+    at_time = at_time[at_time.basis == "time"].set_index(["seed", "alpha_star", "hold"])
+
+    def ratio(x) -> float | None:
+        if x.lam_arm is None or x.lam_free is None or not np.isfinite(x.lam_arm):
+            return None
+        return float(np.log(x.lam_arm / x.switch_lam) / np.log(x.lam_free / x.switch_lam))
+
     per, oks = {}, []
     for (seed, a), g in cmp.groupby(["seed", "alpha_star"]):
         row = {}
         for hold, h in g.groupby("hold"):
             x = h.iloc[0]
-            if x.lam_arm is None or x.lam_free is None or not np.isfinite(x.lam_arm):
-                row[hold] = {"R": None, "lam_arm": None, "lam_free": x.lam_free}
+            xt = at_time.loc[(seed, a, hold)] if (seed, a, hold) in at_time.index else None
+            r_time = None if xt is None else ratio(xt)
+            if ratio(x) is None:
+                row[hold] = {"R": None, "lam_arm": None, "lam_free": x.lam_free, "R_time": r_time}
                 continue
-            R = float(np.log(x.lam_arm / x.switch_lam) / np.log(x.lam_free / x.switch_lam))
-            row[hold] = {"R": R, "lam_arm": float(x.lam_arm), "lam_free": float(x.lam_free),
-                         "lam_switch": float(x.switch_lam)}
+            row[hold] = {"R": ratio(x), "lam_arm": float(x.lam_arm), "lam_free": float(x.lam_free),
+                         "lam_switch": float(x.switch_lam), "R_time": r_time}
         ra, rp = (row.get("alpha") or {}).get("R"), (row.get("norms") or {}).get("R")
         ok = bool(ra is not None and rp is not None and ra <= c["max_alpha_hold_ratio"] and rp >= c["min_placebo_ratio"])
         per[f"seed{seed}/a{a:g}"] = row | {"ok": ok, "switch_t": float(g.switch_t.iloc[0]),
@@ -472,8 +483,17 @@ def claim_c3_v2(params, root, c, fits=None) -> dict:
                     "chain": float(last.chain), "alignment": float(last.alignment), "norms": float(last.norms),
                     "alignment_share": float(last.alignment / last.chain) if last.chain else None}
     fmt = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+
+    def time_range(hold: str) -> str:
+        r = [v[hold]["R_time"] for v in per.values() if (v.get(hold) or {}).get("R_time") is not None]
+        return f"{min(r):.2f}–{max(r):.2f}" if r else "–"
+
+    unreached = sum((v.get("norms") or {}).get("R") is None for v in per.values() if "norms" in v)
     summary = ("sharpening kept (R) with ᾱ held / with the norms held: " + "; ".join(
         f"{k}: {fmt((v.get('alpha') or {}).get('R'))} / {fmt((v.get('norms') or {}).get('R'))}" for k, v in per.items())
+        + (f" (– : {unreached} placebo arms never reach the loss level)" if unreached else "")
+        + f"; at equal flow time (the free flow's end) R = {time_range('alpha')} with ᾱ held, "
+          f"{time_range('norms')} with the norms held (reported, not judged)"
         + ("; free flow: alignment share of Δlog‖P₁‖ " + ", ".join(
             f"{fmt(v['alignment_share'])}" for v in decomp.values()) if decomp else ""))
     crit = (f"from ᾱ = α* to the loss level L_s·(L_thr/L_s)^{c['level']:g}, holding ᾱ keeps R = log(λ/λ_s)/log(λ_free/λ_s) "

@@ -275,8 +275,20 @@ def test_c3_v2_causal_ratios(tmp_path, params):
     arm = r["measured"]["arms"]["seed0/a0.3"]
     assert arm["alpha"]["R"] == pytest.approx(0.25, abs=1e-9) and arm["norms"]["R"] == pytest.approx(0.8, abs=1e-9)
     assert arm["ok"] and r["verdict"] == ledger.HOLDS
+    # equal loss is equal t here, so R at the free flow's end time is the same number (reported, not judged)
+    assert arm["alpha"]["R_time"] == pytest.approx(0.25, abs=1e-9) and arm["norms"]["R_time"] == pytest.approx(0.8)
     p["criteria"]["C3"]["v2"]["min_placebo_ratio"] = 0.9  # the placebo removed too much: not specific to ᾱ
     assert ledger.judge_claim("C3", p, tmp_path, None)["verdict"] == ledger.FAILS
+    # a placebo whose loss stalls above the threshold: no R at equal loss (not ok), but R at equal time is reported
+    p["criteria"]["C3"]["v2"]["min_placebo_ratio"] = 0.5
+    lam = free.copy()
+    lam[5:] = free[5] * (free[5:] / free[5]) ** 0.5
+    intervention_run(tmp_path, f"{base}/a0.3-norms", {"arm": "norms", "alpha_star": 0.3, "switched": True,
+                                                      "switch": sw}, lam, np.maximum(loss, 0.3))
+    r = ledger.judge_claim("C3", p, tmp_path, None)
+    arm = r["measured"]["arms"]["seed0/a0.3"]
+    assert arm["norms"]["R"] is None and arm["norms"]["R_time"] == pytest.approx(0.5, abs=1e-9)
+    assert not arm["ok"] and r["verdict"] == ledger.FAILS and "never reach the loss level" in r["summary"]
 
 
 def test_c2_v2_error_versus_cost(tmp_path, params):
