@@ -602,11 +602,11 @@ def claim_split(params, root, c, fits=None) -> dict:
     return {"verdict": _verdict(oks), "measured": per, "summary": summary, "criterion": crit}
 
 
-@claim("layers", 1, {"min_sharpening": Num()},
-       statement="Within G the first layer contributes the largest share of λ_max(G).", notebook="04_layer_shares")
-def claim_layers(params, root, c, fits=None) -> dict:
+def _layers_judge(c, col: str):
+    """A per-run judge: the mean of the layer shares ``<col>_1…<col>_L`` over the points where λ_max has risen
+    ≥ ``min_sharpening``× its initial value, the largest layer, and whether it is layer 1."""
     def judge(tab):
-        cols = sorted((k for k in tab if k.startswith("share_")), key=lambda k: int(k.split("_")[1]))
+        cols = sorted((k for k in tab if k.startswith(f"{col}_")), key=lambda k: int(k.split("_")[1]))
         if not cols or "hess_lam1" not in tab:
             return None
         m = _sharpened(tab.dropna(subset=cols + ["hess_lam1"]), "hess_lam1", c["min_sharpening"])
@@ -614,8 +614,13 @@ def claim_layers(params, root, c, fits=None) -> dict:
         top = int(means.idxmax().split("_")[1]) if len(means) else None
         return {"mean_shares": [float(v) for v in means], "largest_layer": top,
                 "share_1": float(means.iloc[0]) if len(means) else None, "ok": None if top is None else top == 1}
+    return judge
 
-    per, oks = _per_traj_run(root, judge)
+
+@claim("layers", 1, {"min_sharpening": Num()},
+       statement="Within G the first layer contributes the largest share of λ_max(G).", notebook="04_layer_shares")
+def claim_layers(params, root, c, fits=None) -> dict:
+    per, oks = _per_traj_run(root, _layers_judge(c, "share"))
     summary = "; ".join(f"{k}: largest share layer {v['largest_layer']} (layer 1: {v['share_1']:.2f})"
                         for k, v in per.items() if v["share_1"] is not None)
     crit = (f"in every measured run, averaged over the points where λ_max(∇²L) ≥ {c['min_sharpening']}× its "
@@ -659,19 +664,6 @@ def claim_agreement(params, root, c, fits=None) -> dict:
         f"{t:g} ({m})" for m, t in c["rel_tol"].items()) + " in every setting (partly: some measures/settings)")
     return {"verdict": _verdict(oks), "measured": {"settings": per, "pairs": int(len(both))}, "summary": summary,
             "criterion": crit}
-
-
-def _layers_judge(c, col: str):
-    def judge(tab):
-        cols = sorted((k for k in tab if k.startswith(f"{col}_")), key=lambda k: int(k.split("_")[1]))
-        if not cols or "hess_lam1" not in tab:
-            return None
-        m = _sharpened(tab.dropna(subset=cols + ["hess_lam1"]), "hess_lam1", c["min_sharpening"])
-        means = m[cols].mean() if len(m) else pd.Series(dtype=float)
-        top = int(means.idxmax().split("_")[1]) if len(means) else None
-        return {"mean_shares": [float(v) for v in means], "largest_layer": top,
-                "share_1": float(means.iloc[0]) if len(means) else None, "ok": None if top is None else top == 1}
-    return judge
 
 
 @claim("layers", 2, {"min_sharpening": Num()})

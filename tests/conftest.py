@@ -42,6 +42,36 @@ ARCHS = {"mlp": tiny_objective, "cnn": tiny_cnn_objective}
 
 
 # ------------------------------------------------------------------ dense float64 oracles
+
+
+def quadratic(n: int = 3, d: int = 6, q: int = 2, seed: int = 0, scale: float = 1.0) -> Objective:
+    """MSE on a bias-free linear model (float64): L is exactly quadratic in θ, with a Hessian of rank n·q < P = d·q
+    (so L* = 0 is reachable); inputs N(0, scale²). With ``scale=3`` the Hessian eigenvalues are 0, 1.60, 18.6, 27.3
+    (each twice)."""
+    g = torch.Generator().manual_seed(seed)
+    model = torch.nn.Linear(d, q, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(q, d, generator=g, dtype=torch.float64))
+    X = scale * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return Objective(model, X, torch.randint(0, q, (n,), generator=g), loss="mse")
+
+
+def hessian_eigh(ob: Objective):
+    """Dense Hessian of a (quadratic) objective at θ₀ and its eigendecomposition, eigenvalues below 1e-12 set to 0."""
+    A = ob.hvp(ob.theta0, torch.eye(ob.P, dtype=torch.float64))
+    lam, V = torch.linalg.eigh((A + A.T) / 2)
+    return torch.where(lam.abs() < 1e-12, torch.zeros_like(lam), lam), V
+
+
+def exact_flow(ob: Objective, theta0, t: float):
+    """The exact gradient flow of a quadratic from θ₀ for time t: θ₀ − V φ₁(Λ, t) Vᵀ ∇L(θ₀), with
+    φ₁(λ, t) = (1 − e^{−λt})/λ written out here (and t where λ = 0), independent of the solvers' ``phi1``."""
+    lam, V = hessian_eigh(ob)
+    safe = torch.where(lam == 0, torch.ones_like(lam), lam)
+    phi = torch.where(lam == 0, torch.full_like(lam, t), -torch.expm1(-safe * t) / safe)
+    return theta0 - V @ (phi * (V.T @ ob.grad(theta0)))
+
+
 def oracle_loss(criterion):
     """Per-example l(z, y) of a Loss for one output row z (Q) and label y (0-dim), written here independently of
     eoslib.losses for the built-in losses (CE as logsumexp(z) − z_y, MSE with one_hot); any other loss
@@ -206,3 +236,32 @@ class StubDevice(torch.utils._python_dispatch.TorchDispatchMode):
             return o if o is not None else StubTensor(t, self)
 
         return torch.utils._pytree.tree_map(wrap, out)
+
+
+class Interrupt(Exception):
+    """Raised by the hook of :func:`interrupted_and_resumed` to stop a run the way a kill would."""
+
+
+def interrupted_and_resumed(make_solver, ob: Objective, until, ck, at_step: int, checkpoint_every: int,
+                            hooks=lambda: []):
+    """The same run three ways: uninterrupted; interrupted once at step ``at_step`` (checkpointing to ``ck`` every
+    ``checkpoint_every`` steps); and resumed from that checkpoint. Returns (uninterrupted, resumed). ``make_solver``
+    and ``hooks`` build fresh objects for each run, as a new process would."""
+    from eoslib.training import train
+
+    full = train(make_solver(), ob, until=until, hooks=hooks(), progress=False)
+    interrupted = False
+
+    def crash(objective, theta, step, t, final):
+        nonlocal interrupted
+        if step == at_step and not interrupted:
+            interrupted = True
+            raise Interrupt
+
+    kw = dict(until=until, checkpoint=ck, checkpoint_every=checkpoint_every, progress=False)
+    with pytest.raises(Interrupt):
+        train(make_solver(), ob, hooks=hooks() + [crash], **kw)
+    assert ck.exists()
+    resumed = train(make_solver(), ob, hooks=hooks() + [crash], **kw)
+    assert not ck.exists()  # a finished run leaves no checkpoint behind
+    return full, resumed

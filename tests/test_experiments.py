@@ -7,21 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from eoslib.experiments import KINDS
 from eoslib.experiments.compare import distances
-from eoslib.objective import Objective
 from eoslib.solvers import phi1
-
-
-def quadratic(n=3, d=6, q=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Linear(d, q, bias=False, dtype=torch.float64)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(q, d, generator=g, dtype=torch.float64))
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    return Objective(model, X, torch.randint(0, q, (n,), generator=g), loss="mse")
+from conftest import quadratic
 
 
 def test_compare_distances_on_a_quadratic_with_a_known_flow():

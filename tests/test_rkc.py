@@ -11,39 +11,22 @@ import numpy as np
 import pytest
 import torch
 from numpy.polynomial import chebyshev as C
-from torch import nn
 
 from eoslib.data import load_dataset
 from eoslib.models import mlp
 from eoslib.objective import Objective
 from eoslib.schema import ParamsError, Tagged, check
-from eoslib.solvers import SOLVERS, ExponentialEuler, ReferenceFlow, RungeKuttaChebyshev, build_solver, phi1
+from eoslib.solvers import SOLVERS, ExponentialEuler, ReferenceFlow, RungeKuttaChebyshev, build_solver
 from eoslib.solvers.rkc import DEFAULT_DAMPING, stages_for
 from eoslib.training import Stop, train
 
-from conftest import tiny_objective
+from conftest import exact_flow, hessian_eigh, interrupted_and_resumed, tiny_objective
+from conftest import quadratic as _quadratic
 
 
 def quadratic(n=3, d=6, q=2, seed=0):
-    """MSE on a bias-free linear model: L is exactly quadratic in θ (Hessian eigenvalues 0, 1.60, 18.6, 27.3,
-    each twice)."""
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Linear(d, q, bias=False, dtype=torch.float64)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(q, d, generator=g, dtype=torch.float64))
-    X = 3 * torch.randn(n, d, generator=g, dtype=torch.float64)
-    return Objective(model, X, torch.randint(0, q, (n,), generator=g), loss="mse")
-
-
-def hessian_eigh(ob):
-    A = ob.hvp(ob.theta0, torch.eye(ob.P, dtype=torch.float64))
-    lam, V = torch.linalg.eigh((A + A.T) / 2)
-    return torch.where(lam.abs() < 1e-12, torch.zeros_like(lam), lam), V
-
-
-def exact_flow(ob, theta0, t):
-    lam, V = hessian_eigh(ob)
-    return theta0 - V @ (phi1(lam, t) * (V.T @ ob.grad(theta0)))
+    """The conftest quadratic with inputs N(0, 9): Hessian eigenvalues 0, 1.60, 18.6, 27.3 (each twice)."""
+    return _quadratic(n, d, q, seed, scale=3.0)
 
 
 def oracle_polynomial(s, eps=DEFAULT_DAMPING):
@@ -192,25 +175,9 @@ def test_record_counts_match_the_objective_calls():
 
 def test_checkpoint_resume_gives_identical_run(tmp_path):
     ob = tiny_objective("ce")
-
-    class Interrupt(Exception):
-        pass
-
     for i, make in enumerate((lambda: RungeKuttaChebyshev(0.8, adaptive=False), lambda: RungeKuttaChebyshev(2.0))):
-        ck = tmp_path / f"ck{i}.pt"
-
-        def crash(objective, theta, step, t, final):
-            if step == 7 and not ck.with_suffix(".done").exists():
-                ck.with_suffix(".done").touch()
-                raise Interrupt
-
-        full = train(make(), ob, until=Stop(steps=12), progress=False)
-        with pytest.raises(Interrupt):
-            train(make(), ob, until=Stop(steps=12), hooks=[crash], checkpoint=ck, checkpoint_every=5, progress=False)
-        assert ck.exists()
-        resumed = train(make(), ob, until=Stop(steps=12), hooks=[crash], checkpoint=ck, checkpoint_every=5,
-                        progress=False)
-        assert not ck.exists()
+        full, resumed = interrupted_and_resumed(make, ob, Stop(steps=12), tmp_path / f"ck{i}.pt", at_step=7,
+                                                checkpoint_every=5)
         assert torch.equal(resumed.theta, full.theta)
         cols = ["step", "t", "loss", "dt", "stages", "n_grad", "n_hvp"]
         assert resumed.table[cols].equals(full.table[cols])

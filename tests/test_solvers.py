@@ -7,27 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_objective
-from eoslib.objective import Objective
 from eoslib.solvers import AdaptiveGD, ExponentialEuler, GradientDescent, ReferenceFlow, phi1
 from eoslib.training import DivergenceError, Stop, train
+from conftest import exact_flow, interrupted_and_resumed, tiny_objective
+from conftest import quadratic as _quadratic
 
 
 def quadratic(n=3, d=6, q=2, seed=0):
-    """MSE on a bias-free linear model: L is exactly quadratic in θ, with Hessian of rank n·q < P = d·q."""
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Linear(d, q, bias=False, dtype=torch.float64)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(q, d, generator=g, dtype=torch.float64))
-    X = 3 * torch.randn(n, d, generator=g, dtype=torch.float64)
-    return Objective(model, X, torch.randint(0, q, (n,), generator=g), loss="mse")
-
-
-def exact_flow(ob, theta0, t):
-    A = ob.hvp(theta0, torch.eye(ob.P, dtype=torch.float64))
-    lam, V = torch.linalg.eigh((A + A.T) / 2)
-    lam = torch.where(lam.abs() < 1e-12, torch.zeros_like(lam), lam)
-    return theta0 - V @ (phi1(lam, t) * (V.T @ ob.grad(theta0)))
+    """The conftest quadratic with inputs N(0, 9): Hessian eigenvalues 0, 1.60, 18.6, 27.3 (each twice)."""
+    return _quadratic(n, d, q, seed, scale=3.0)
 
 
 def test_phi1_is_safe_at_zero():
@@ -99,24 +87,8 @@ def test_divergence_names_the_step():
 
 def test_checkpoint_resume_gives_identical_run(tmp_path):
     ob = tiny_objective("ce")
-    ck = tmp_path / "ck.pt"
-
-    class Interrupt(Exception):
-        pass
-
-    def crash(objective, theta, step, t, final):
-        if step == 7 and not ck.with_suffix(".done").exists():
-            ck.with_suffix(".done").touch()
-            raise Interrupt
-
-    full = train(ExponentialEuler(0.3), ob, until=Stop(steps=12), progress=False)
-    with pytest.raises(Interrupt):
-        train(ExponentialEuler(0.3), ob, until=Stop(steps=12), hooks=[crash], checkpoint=ck, checkpoint_every=5,
-              progress=False)
-    assert ck.exists()
-    resumed = train(ExponentialEuler(0.3), ob, until=Stop(steps=12), hooks=[crash], checkpoint=ck,
-                    checkpoint_every=5, progress=False)
-    assert not ck.exists()
+    full, resumed = interrupted_and_resumed(lambda: ExponentialEuler(0.3), ob, Stop(steps=12), tmp_path / "ck.pt",
+                                            at_step=7, checkpoint_every=5)
     assert torch.equal(resumed.theta, full.theta)
     cols = ["step", "t", "loss"]
     assert resumed.table[cols].equals(full.table[cols])
@@ -127,22 +99,8 @@ def test_gd_resume_tracks_the_same_steps(tmp_path):
     run with track_every=3 tracks steps 0, 3, 6, 9 exactly as the uninterrupted run (regression: the counter
     restarted at 0 on resume, giving 0, 3, 5, 8, 11)."""
     ob = tiny_objective("ce")
-    ck = tmp_path / "gd.pt"
-
-    class Interrupt(Exception):
-        pass
-
-    def crash(objective, theta, step, t, final):
-        if step == 5 and not ck.with_suffix(".done").exists():
-            ck.with_suffix(".done").touch()
-            raise Interrupt
-
-    full = train(GradientDescent(0.1, track_every=3), ob, until=Stop(steps=11), progress=False)
-    with pytest.raises(Interrupt):
-        train(GradientDescent(0.1, track_every=3), ob, until=Stop(steps=11), hooks=[crash], checkpoint=ck,
-              checkpoint_every=4, progress=False)
-    resumed = train(GradientDescent(0.1, track_every=3), ob, until=Stop(steps=11), hooks=[crash], checkpoint=ck,
-                    checkpoint_every=4, progress=False)
+    full, resumed = interrupted_and_resumed(lambda: GradientDescent(0.1, track_every=3), ob, Stop(steps=11),
+                                            tmp_path / "gd.pt", at_step=5, checkpoint_every=4)
     tracked = lambda r: list(r.table.dropna(subset=["sharpness"]).step)  # noqa: E731
     assert tracked(full) == [0, 3, 6, 9]
     assert tracked(resumed) == tracked(full)

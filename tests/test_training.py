@@ -5,21 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from eoslib.objective import Objective
 from eoslib.solvers import ExponentialEuler, GradientDescent, phi1
 from eoslib.training import Stop, train
-
-
-def quadratic(n=3, d=6, q=2, seed=0):
-    """MSE on a bias-free linear model: L is exactly quadratic in θ (L* = 0 is reachable since n·q < P)."""
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Linear(d, q, bias=False, dtype=torch.float64)
-    with torch.no_grad():
-        model.weight.copy_(torch.randn(q, d, generator=g, dtype=torch.float64))
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    return Objective(model, X, torch.randint(0, q, (n,), generator=g), loss="mse")
+from conftest import interrupted_and_resumed, quadratic
 
 
 def exact_loss(ob, t: float) -> float:
@@ -97,22 +86,9 @@ def test_time_stop_is_exact_and_resume_keeps_landing(tmp_path):
     r = train(ExponentialEuler(dt_max=0.4, stiff_dim=1, tol=1e-10), ob, until=Stop(time=T), progress=False)
     assert r.stopped_by == "time" and r.table["t"].iloc[-1] == pytest.approx(T, abs=1e-12)
     target = 0.05 * ob.loss(ob.theta0).item()
-    ck = tmp_path / "ck.pt"
-
-    class Interrupt(Exception):
-        pass
-
-    def crash(objective, theta, step, t, final):
-        if step == 3 and not ck.with_suffix(".done").exists():
-            ck.with_suffix(".done").touch()
-            raise Interrupt
-
     mk = lambda: ExponentialEuler(dt_max=0.05, stiff_dim=ob.N * ob.Q, tol=1e-10)  # noqa: E731
-    full = train(mk(), ob, until=Stop(loss=target), progress=False)
-    with pytest.raises(Interrupt):
-        train(mk(), ob, until=Stop(loss=target), hooks=[crash], checkpoint=ck, checkpoint_every=2, progress=False)
-    resumed = train(mk(), ob, until=Stop(loss=target), hooks=[crash], checkpoint=ck, checkpoint_every=2,
-                    progress=False)
+    full, resumed = interrupted_and_resumed(mk, ob, Stop(loss=target), tmp_path / "ck.pt", at_step=3,
+                                            checkpoint_every=2)
     assert bool(resumed.table["landed"].iloc[-1])
     assert resumed.table["t"].iloc[-1] == pytest.approx(full.table["t"].iloc[-1], rel=0, abs=1e-12)
     assert torch.allclose(resumed.theta, full.theta, rtol=0, atol=1e-12)
@@ -153,22 +129,8 @@ def test_resume_restores_the_measurement_hook(tmp_path):
     from eoslib.measure import Measurement
 
     ob = tiny_objective("ce")
-    ck = tmp_path / "ck.pt"
-
-    class Interrupt(Exception):
-        pass
-
-    def crash(objective, theta, step, t, final):
-        if step == 5 and not ck.with_suffix(".done").exists():
-            ck.with_suffix(".done").touch()
-            raise Interrupt
-
-    mk = lambda: Measurement(every=2, tol=1e-3, alignment=False)  # noqa: E731
-    full = train(ExponentialEuler(0.3), ob, until=Stop(steps=9), hooks=[mk()], progress=False)
-    with pytest.raises(Interrupt):
-        train(ExponentialEuler(0.3), ob, until=Stop(steps=9), hooks=[mk(), crash], checkpoint=ck, checkpoint_every=4,
-              progress=False)
-    resumed = train(ExponentialEuler(0.3), ob, until=Stop(steps=9), hooks=[mk(), crash], checkpoint=ck,
-                    checkpoint_every=4, progress=False)
+    mk = lambda: [Measurement(every=2, tol=1e-3, alignment=False)]  # noqa: E731
+    full, resumed = interrupted_and_resumed(lambda: ExponentialEuler(0.3), ob, Stop(steps=9), tmp_path / "ck.pt",
+                                            at_step=5, checkpoint_every=4, hooks=mk)
     cols = ["hess_lam1", "ggn_lam1", "res_lam1"]
     assert resumed.table[cols].equals(full.table[cols])
