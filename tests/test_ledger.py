@@ -89,6 +89,16 @@ def test_missing_runs_are_not_measured_not_failed(tmp_path, params):
     assert md.count("not measured") >= len(rows)
 
 
+def test_an_unregistered_criteria_version_is_not_measured(tmp_path, params):
+    """Regression: asking for a version a profile does not register (the paper profile has C4 v2 only; its notebook
+    asks for v1 as first registered) raised a TypeError inside the judge."""
+    p = copy.deepcopy(params)
+    p["criteria"]["C4"] = {"v2": p["criteria"]["C4"]["v2"]}
+    r = ledger.judge_claim("C4", p, tmp_path, None, version=1)
+    assert r["verdict"] == ledger.NOT_MEASURED and "v1 not registered" in r["summary"] and r["criteria_version"] == 1
+    assert ledger.judge_claim("C4", p, tmp_path, None)["criteria_version"] == 2  # the latest registered one
+
+
 def test_c3_split_layers_on_constructed_trajectories(tmp_path, params):
     lam = np.geomspace(1, 20, 12)
     traj_run(tmp_path, "digits-elu-ce", 0, lam, np.linspace(0.05, 0.8, 12))  # co-moving, 16× growth
