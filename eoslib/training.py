@@ -98,15 +98,17 @@ def _naming_the_step(desc: str, step: int, t: float):
                                     matvecs=e.matvecs) from e
 
 
-def _land(solver, objective, theta_prev: Tensor, dt_full: float, loss_prev: float, loss_next: float,
-          target: float, rtol: float, max_evals: int = 12) -> tuple[Tensor, float, float, int] | None:
-    """Retake the step from ``theta_prev`` with a Δt ∈ (0, ``dt_full``) so that L(θ) = ``target``·(1 ± rtol).
+def land_step(solver, objective, theta_prev: Tensor, dt_full: float, f_prev: float, f_next: float,
+              probe: Callable[[Tensor], tuple[float, float, bool]], max_evals: int = 12
+              ) -> tuple[Tensor, float, float, int] | None:
+    """Retake the step from ``theta_prev`` with a Δt ∈ (0, ``dt_full``) at which an event happens: a root of
+    f(Δt) = f(step(θ_prev, Δt)), with f(0) = ``f_prev`` > 0 (before the event) ≥ ``f_next`` = f(``dt_full``).
 
-    f(Δt) = log L(step(θ_prev, Δt)) − log target changes sign on [0, dt_full] (f(0) > 0 > f(dt_full));
-    Illinois-modified regula falsi keeps the root bracketed and converges superlinearly (two or three
-    re-steps in practice). Returns (θ, Δt, L, evaluations), or None when the solver ignores ``dt_cap``."""
-    lo, flo = 0.0, math.log(loss_prev / target)
-    hi, fhi = dt_full, math.log(loss_next / target)
+    ``probe(θ) -> (f, value, close)``: f at θ, the value reported (e.g. the loss) and whether θ is close enough
+    to the event to stop. Illinois-modified regula falsi keeps the root bracketed and converges superlinearly
+    (two or three re-steps in practice). Returns (θ, Δt taken, value, evaluations), or None when the solver
+    ignores ``dt_cap``. Used to land a loss threshold (:func:`_land`) and the intervention's switch on ᾱ = α*."""
+    lo, flo, hi, fhi = 0.0, f_prev, dt_full, f_next
     side = 0
     best = None
     for n in range(1, max_evals + 1):
@@ -116,10 +118,9 @@ def _land(solver, objective, theta_prev: Tensor, dt_full: float, loss_prev: floa
         if rec["dt"] > dt * (1 + 1e-9):
             return None  # the solver does not shorten its step: cannot land
         dt = rec["dt"]  # the step it took (a solver may shorten a capped step further)
-        loss = objective.loss(th).item()
-        f = math.log(loss / target) if loss > 0 else -math.inf
-        best = (th, dt, loss, n)
-        if abs(loss / target - 1) <= rtol:
+        f, value, close = probe(th)
+        best = (th, dt, value, n)
+        if close:
             break
         if f > 0:
             lo, flo = dt, f
@@ -132,6 +133,17 @@ def _land(solver, objective, theta_prev: Tensor, dt_full: float, loss_prev: floa
                 flo /= 2
             side = -1
     return best
+
+
+def _land(solver, objective, theta_prev: Tensor, dt_full: float, loss_prev: float, loss_next: float,
+          target: float, rtol: float) -> tuple[Tensor, float, float, int] | None:
+    """Land the loss on ``target``·(1 ± rtol): :func:`land_step` on f = log L − log target."""
+    def probe(th: Tensor) -> tuple[float, float, bool]:
+        loss = objective.loss(th).item()
+        return (math.log(loss / target) if loss > 0 else -math.inf), loss, abs(loss / target - 1) <= rtol
+
+    return land_step(solver, objective, theta_prev, dt_full, math.log(loss_prev / target),
+                     math.log(loss_next / target), probe)
 
 
 def train(

@@ -107,31 +107,17 @@ def chain_hook(terms):
 
 def _land_alpha(solver, objective, terms, theta, dt_full: float, a_prev: float, a_next: float, target: float,
                 max_evals: int = 8):
-    """Retake the step from θ with Δt ∈ (0, dt_full) so that ᾱ = target·(1 ± LAND_RTOL): Illinois regula falsi
-    on h(Δt) = ᾱ(step(θ, Δt)) − target (h(0) < 0 ≤ h(dt_full)). Returns (θ, Δt, ᾱ) or None when the solver
-    ignores ``dt_cap``."""
-    lo, hlo, hi, hhi, side, best = 0.0, a_prev - target, dt_full, a_next - target, 0, None
-    for _ in range(max_evals):
-        dt = hi - hhi * (hi - lo) / (hhi - hlo) if hhi != hlo else (lo + hi) / 2
-        dt = min(max(dt, lo + 1e-3 * (hi - lo)), hi - 1e-3 * (hi - lo))
-        th, rec = solver.step(objective, theta, dt_cap=dt)
-        if rec["dt"] > dt * (1 + 1e-9):
-            return None
+    """Retake the step from θ so that ᾱ = target·(1 ± LAND_RTOL): :func:`~eoslib.training.land_step` on
+    f = target − ᾱ (ᾱ(θ) < target ≤ ᾱ after the full step). Returns (θ, Δt, ᾱ) or None when the solver ignores
+    ``dt_cap``."""
+    from ..training import land_step
+
+    def probe(th):
         a = terms.evaluate(th).terms.summary()["abar"]
-        best = (th, dt, a)
-        if abs(a / target - 1) <= LAND_RTOL:
-            break
-        if a < target:
-            lo, hlo = dt, a - target
-            if side == 1:
-                hhi /= 2
-            side = 1
-        else:
-            hi, hhi = dt, a - target
-            if side == -1:
-                hlo /= 2
-            side = -1
-    return best
+        return target - a, a, abs(a / target - 1) <= LAND_RTOL
+
+    landed = land_step(solver, objective, theta, dt_full, target - a_prev, target - a_next, probe, max_evals)
+    return None if landed is None else landed[:3]
 
 
 def follow_until(solver, objective, terms, alpha_star: float, until, desc: str = "prefix") -> dict:
