@@ -20,7 +20,8 @@ import yaml
 from eoslib.alignment import alignment_functional, alignment_summary
 from eoslib.config import schema as config_schema
 from eoslib.experiments import KINDS
-from eoslib.experiments.intervention import LAND_RTOL, compare_arms, decomposition, plan, value_at
+from eoslib.causal import compare_arms, decomposition, value_at
+from eoslib.experiments.intervention import LAND_RTOL, plan
 from eoslib.intervention import (CONSTRAINTS, ChainTerms, Constraint, ConstraintDriftError, ProjectedObjective,
                                  ProjectedSolver, _krylov_pair, constraint)
 from eoslib.models import mlp

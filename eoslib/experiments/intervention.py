@@ -21,8 +21,8 @@ Runs ``intervene/<setting>/seed<s>/free`` and ``intervene/<setting>/seed<s>/a<α
 ``intervene``. ``summary.json`` adds ``arm``, ``alpha_star``, ``switched``, ``switch`` (step, t, loss, ᾱ, λ_max,
 target), ``end``, ``sharpness_at_loss`` (λ_max at the loss levels L_s·(L_thr/L_s)^f, f in ``levels``, between
 the switch loss L_s and the threshold) and the drift of both constraints in the held phase.
-:func:`compare_arms` sets every arm beside the free run of its seed at equal losses and equal flow times;
-:func:`decomposition` gives the chain-gain growth split (a figure panel per run).
+:func:`eoslib.causal.compare_arms` sets every arm beside the free run of its seed at equal losses and equal flow
+times; :func:`eoslib.causal.decomposition` gives the chain-gain growth split (a figure panel per run).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..causal import CHAIN_COLUMNS, LOSS_RTOL, _float, compare_arms, decomposition, lam_max, load_runs, loss_levels, value_at  # noqa: F401
+from ..causal import CHAIN_COLUMNS, LOSS_RTOL, _float, lam_max, loss_levels, value_at
 from ..curvature import OPERATORS
 from ..intervention import CONSTRAINTS
 from ..schema import Choice, Int, ListOf, Num, Opt, Text, Where, fail

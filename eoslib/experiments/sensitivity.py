@@ -7,8 +7,6 @@ Section ``sensitivity`` of params.yaml: ``{setting, n, seeds, variants: {init: [
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..schema import Choice, Int, ListOf, Opt, Text
 from .base import KINDS, Experiment, Stage, base_config, solver_spec
 from .trajectory import run as traj_run
@@ -49,9 +47,6 @@ def plan(p: dict) -> dict[str, Stage]:
     return {"sens": Stage("sens", "runs/sens", runs)}
 
 
-def run(config: dict, folder: Path, progress: bool):
-    return traj_run(config, folder, progress)
-
-
-KINDS.add("sens", Experiment("sensitivity", plan, run, "trajectory claims under init/depth/width variants"),
+# each variant runs as a measured flow trajectory (the traj kind's run)
+KINDS.add("sens", Experiment("sensitivity", plan, traj_run, "trajectory claims under init/depth/width variants"),
           label="sensitivity", schema=SCHEMA)
