@@ -27,9 +27,6 @@ from .schema import Any_, Choice, Flag, Int, ListOf, MapOf, Num, Opt, ParamsErro
 __all__ = ["ParamsError", "schema", "validate", "load_params", "plan", "run_config", "write_plan"]
 
 DTYPES = ("float32", "float64")
-#: network families: an MLP (width = hidden units, depth = Linear layers) or the small CNN of eoslib.models
-#: (width = channels, depth = convolutional layers)
-MODEL_KINDS = ("mlp", "cnn")
 ENDPOINTS = ("threshold", "time")
 
 
@@ -39,17 +36,17 @@ def _registries():
     from .experiments import KINDS
     from .losses import LOSSES
     from .measures import MEASURES
-    from .models import ACTIVATIONS, INITS
+    from .models import ACTIVATIONS, INITS, MODEL_KINDS
     from .solvers import SOLVERS
 
-    return DATASETS, EXECUTORS, KINDS, LOSSES, MEASURES, SOLVERS, ACTIVATIONS, INITS
+    return DATASETS, EXECUTORS, KINDS, LOSSES, MEASURES, SOLVERS, ACTIVATIONS, INITS, MODEL_KINDS
 
 
 def schema() -> dict:
     """The schema of params.yaml (specs of :mod:`eoslib.schema`)."""
     from .ledger import criteria_schema
 
-    DATASETS, EXECUTORS, KINDS, LOSSES, MEASURES, SOLVERS, ACTIVATIONS, INITS = _registries()
+    DATASETS, EXECUTORS, KINDS, LOSSES, MEASURES, SOLVERS, ACTIVATIONS, INITS, MODEL_KINDS = _registries()
     model_over = {"kind": Opt(Choice(MODEL_KINDS, "model kind")), "width": Opt(Int()), "depth": Opt(Int(minimum=2)),
                   "init": Opt(Choice(INITS, "init")), "dtype": Opt(Choice(DTYPES, "dtype"))}
     setting = {"dataset": Choice(DATASETS.names, "dataset"), "activation": Choice(list(ACTIVATIONS), "activation"),

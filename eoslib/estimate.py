@@ -84,17 +84,14 @@ def parameter_count(config: dict) -> int:
     import torch
 
     from .data import DATASETS
-    from .models import cnn, mlp
+    from .models import network
 
     s, m = config["setting"], config["model"]
     meta = DATASETS.entry(s["dataset"]).meta
     shape = tuple(meta["input_shape"])
     q = s.get("classes") or meta["num_classes"]
     with torch.device("meta"):
-        if m.get("kind", "mlp") == "cnn":
-            net = cnn(shape, channels=m["width"], depth=m["depth"], out_dim=q, seed=None)
-        else:
-            net = mlp(int(np.prod(shape)), m["width"], m["depth"], q, seed=None, init="default")
+        net = network(m.get("kind", "mlp"), shape, m["width"], m["depth"], q, init="default", seed=None)
     return int(sum(p.numel() for p in net.parameters()))
 
 

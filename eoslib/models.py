@@ -105,3 +105,19 @@ def cnn(
         c, h, w = channels, (h + 1) // 2, (w + 1) // 2
     layers += [nn.Flatten(), nn.Linear(c * h * w, out_dim, dtype=dtype)]
     return init_weights(nn.Sequential(*layers), init, seed)
+
+
+#: network families of a profile's ``model.kind``
+MODEL_KINDS = ("mlp", "cnn")
+
+
+def network(kind: str, in_shape: tuple[int, ...], width: int, depth: int, out_dim: int, activation: str = "elu",
+            init: str = "xavier", seed: int | None = 0, dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    """The network of a profile's ``model`` section: ``mlp`` on the flattened input (width = hidden units,
+    depth = Linear layers) or the small ``cnn`` on the image shape (width = channels, depth = conv layers)."""
+    if kind == "cnn":
+        return cnn(tuple(in_shape), channels=width, depth=depth, out_dim=out_dim, activation=activation, init=init,
+                   seed=seed, dtype=dtype)
+    if kind != "mlp":
+        raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
+    return mlp(math.prod(in_shape), width, depth, out_dim, activation=activation, init=init, seed=seed, dtype=dtype)

@@ -108,7 +108,7 @@ def build_objective(config: Mapping):
 
     from ..data import load_dataset
     from .. import device as dev
-    from ..models import cnn, mlp
+    from ..models import network
     from ..objective import Objective
 
     torch.set_num_threads(int(config.get("threads", 1)))
@@ -117,12 +117,8 @@ def build_objective(config: Mapping):
                       standardize=s.get("standardize", False))
     m = config["model"]
     dtype = getattr(torch, m["dtype"])
-    if m.get("kind", "mlp") == "cnn":
-        model = cnn(ds.input_shape, channels=m["width"], depth=m["depth"], out_dim=ds.num_classes,
+    model = network(m.get("kind", "mlp"), ds.input_shape, m["width"], m["depth"], ds.num_classes,
                     activation=s["activation"], init=m["init"], seed=config["seed"], dtype=dtype)
-    else:
-        model = mlp(ds.X.shape[1], m["width"], m["depth"], ds.num_classes, activation=s["activation"],
-                    init=m["init"], seed=config["seed"], dtype=dtype)
     model = dev.to_device(model, dev.resolve(config.get("device", "cpu")))
     return Objective(model, ds.X.to(dtype), ds.y, loss=s["loss"]), ds
 
