@@ -396,6 +396,14 @@ def claim_c2_v2(params, root, c, fits=None) -> dict:
     return {"verdict": _verdict(oks), "measured": per, "summary": summary, "criterion": crit}
 
 
+def _comovement(tab: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
+    """C3's co-movement over a measured run: (the rows measuring both ᾱ and λ_max, Spearman ρ(ᾱ, λ_max), ᾱ's
+    growth ᾱ_end/ᾱ_init; NaN growth with fewer than two such rows)."""
+    m = tab.dropna(subset=["alpha_mean", "hess_lam1"])
+    growth = float(m["alpha_mean"].iloc[-1] / m["alpha_mean"].iloc[0]) if len(m) > 1 else float("nan")
+    return m, _spearman(m["alpha_mean"], m["hess_lam1"]), growth
+
+
 @claim("C3", 1, {"min_spearman": Num(positive=False, minimum=-1, maximum=1), "min_alpha_growth": Num()},
        statement="The rise in sharpness goes with the layerwise Jacobians becoming aligned (tested as "
                  "co-movement, not causation).", notebook="05_alignment")
@@ -403,11 +411,9 @@ def claim_c3(params, root, c, fits=None) -> dict:
     def judge(tab):
         if not {"alpha_mean", "hess_lam1"} <= set(tab):
             return None
-        m = tab.dropna(subset=["alpha_mean", "hess_lam1"])
+        m, rho, growth = _comovement(tab)
         if len(m) < 2:
             return None
-        rho = _spearman(m["alpha_mean"], m["hess_lam1"])
-        growth = float(m["alpha_mean"].iloc[-1] / m["alpha_mean"].iloc[0])
         ok = bool(rho >= c["min_spearman"] and growth >= c["min_alpha_growth"])
         return {"spearman_alpha_sharpness": rho, "alpha_init": m["alpha_mean"].iloc[0],
                 "alpha_end": m["alpha_mean"].iloc[-1], "alpha_growth": growth, "ok": ok}
@@ -694,9 +700,7 @@ def claim_sensitivity(params, root, c, fits=None) -> dict:
     for name in names:
         r = load_run(name, root)
         tab = r["table"]
-        m = tab.dropna(subset=["alpha_mean", "hess_lam1"])
-        rho = _spearman(m["alpha_mean"], m["hess_lam1"])
-        growth = float(m["alpha_mean"].iloc[-1] / m["alpha_mean"].iloc[0]) if len(m) > 1 else float("nan")
+        m, rho, growth = _comovement(tab)
         sharp = float(m["hess_lam1"].max() / m["hess_lam1"].iloc[0]) if len(m) > 1 else float("nan")
         ly = lay(tab) or {"largest_layer": None, "ok": None, "share_1": None, "mean_shares": []}
         ok3 = bool(rho >= c["min_spearman"] and growth >= c["min_alpha_growth"])
