@@ -1,40 +1,41 @@
 """Datasets for the reconstructions (paper-notes §5), as flattened float32 tensors.
 
-``load_dataset(name, ...)`` returns a :class:`Dataset`. Every dataset is one loader function registered in
-:data:`DATASETS` (with its figure label and meta: ``size``, ``num_classes``, ``input_shape``, ``class_counts``,
-``check``). Offline sources: ``digits`` (scikit-learn), ``mnist1d`` and ``mnist1d-large`` (generated locally),
-``fashion-mnist-mini`` (8,192 Fashion-MNIST train images embedded in ``data/``) and ``fashion-mnist`` from the
-Debian package ``dataset-fashion-mnist``. ``mnist`` and ``cifar10`` read the standard files under ``root`` (or
-fetch them with torchvision when ``download=True``).
+``load_dataset(name, ...)`` returns a :class:`Dataset`. This module holds what every dataset shares — the types,
+the errors, class selection, :func:`load_dataset`, :func:`check_available`, :func:`available_size`,
+:func:`content_hash` — and the catalog :data:`DATASETS`: one line per dataset, with its figure label and meta.
+Each dataset's loader is a module of :mod:`eoslib.datasets` (the table is there), imported only when the
+dataset is looked up, so a training stage depends on the loaders of the datasets its runs use and on no other
+(:mod:`eoslib.pipeline`). Offline sources: ``digits`` (scikit-learn), ``mnist1d`` and ``mnist1d-large``
+(generated locally), ``fashion-mnist-mini`` (8,192 Fashion-MNIST train images embedded in ``data/``) and
+``fashion-mnist`` from the Debian package ``dataset-fashion-mnist``. ``mnist`` and ``cifar10`` read the
+standard files under ``root`` (or fetch them with torchvision when ``download=True``).
 
 Missing files raise :class:`DataError`; files that exist but cannot be read (empty, truncated, corrupted)
 raise its subclass :class:`CorruptDataError`. Both messages name the file(s) and how to get a good copy.
 :func:`check_available` raises the same errors without loading the data.
 
-Importing this module does not import torch (config validation imports the registry); ``load_dataset`` does.
+Importing this module imports neither torch nor any dataset module (config validation reads the catalog);
+``load_dataset`` does.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-import gzip
 import hashlib
+import importlib
 import importlib.util
-import pickle
-import random
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .registry import Registry
+from .registry import Entry, Registry
 
 if TYPE_CHECKING:
     import torch
 
-R = TypeVar("R")
+# ---------------------------------------------------------------- where the files are
+# The dataset modules read these from here when they run, so a test or script can redirect them.
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
@@ -47,8 +48,9 @@ CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 #: mnist1d-large: mnist1d's default generator args except num_samples (train split 0.8 → 10,000 examples)
 MNIST1D_LARGE_SAMPLES = 12_500
-_TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+
+# ---------------------------------------------------------------- types
 
 
 class DataError(FileNotFoundError):
@@ -82,7 +84,7 @@ class Dataset:
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """What a registered loader returns: raw inputs ``x`` (N × d, any numeric dtype; row i ↔ ``y[i]``), labels
+    """What a dataset's loader returns: raw inputs ``x`` (N × d, any numeric dtype; row i ↔ ``y[i]``), labels
     ``y`` (N ints in 0..num_classes-1), ``description`` (source and preprocessing) and ``scale`` (the returned
     inputs are ``x / scale`` in float32)."""
 
@@ -95,205 +97,46 @@ class Source:
 #: A dataset loader: ``(root, download) → Source``.
 Loader = Callable[[Path, bool], Source]
 
-#: name → loader. Meta of each entry: ``size`` (training examples available, None if it depends on the files
-#: found at run time), ``num_classes``, ``input_shape``, ``class_counts`` (examples per class: a tuple, or a
-#: function ``root → tuple | None`` read cheaply from the files), ``check`` (``root → None``: raises the
-#: loader's DataError cheaply, without loading), ``offline`` (works without files outside the repository).
-DATASETS: Registry[Loader] = Registry("dataset")
+
+# ---------------------------------------------------------------- errors (built by the dataset modules)
 
 
-# ---------------------------------------------------------------- errors
-
-
-def _missing(name: str, files: Sequence[str], places: Sequence[Path], extra: str = "") -> DataError:
-    how = [f"copy the files into {places[0]}"]
-    if name == "fashion-mnist":
-        how.insert(0, f"install the Debian package: apt-get install dataset-fashion-mnist (→ {DEBIAN_FASHION_MNIST})")
-    if name in _TORCHVISION:
-        how.append("pass download=True (needs torchvision and internet access)")
-    if name == "cifar10":
-        how.append(f"or extract {CIFAR_URL} into {places[0].parent}")
+def missing(name: str, files: Sequence[str], places: Sequence[Path], *, before: Sequence[str] = (),
+            after: Sequence[str] = (), extra: str = "") -> DataError:
+    """Dataset ``name`` not found: the ``files`` expected, the ``places`` searched and how to get it (copying the
+    files into ``places[0]``, after the ways in ``before`` and before those in ``after``)."""
+    how = [*before, f"copy the files into {places[0]}", *after]
     return DataError(
         f"dataset {name!r} not found. Expected files: {', '.join(files)}."
         f" Looked in: {', '.join(str(p) for p in places)}. To get it: {'; '.join(how)}.{extra}"
     )
 
 
-def _problem(e: BaseException) -> str:
+def error_text(e: BaseException) -> str:
+    """``"Type: message"`` of an exception (the type alone if it has no message)."""
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-def _unreadable(path: Path, problem: str) -> CorruptDataError:
-    """The file-level error (what a shared reader such as :func:`read_idx` knows)."""
+def unreadable(path: Path, problem: str) -> CorruptDataError:
+    """The file-level error (what a shared reader such as :func:`eoslib.datasets.idx.read_idx` knows)."""
     return CorruptDataError(f"{path} is unreadable ({problem})")
 
 
-def _with_fix(name: str, e: CorruptDataError, fix: str) -> CorruptDataError:
+def with_fix(name: str, e: CorruptDataError, fix: str) -> CorruptDataError:
     """The dataset-level error: the file-level one plus the dataset and how to get a good copy."""
     return CorruptDataError(f"dataset {name!r}: {e}. To get a good copy: {fix}.")
 
 
-def _corrupt(name: str, path: Path, problem: str, fix: str) -> CorruptDataError:
-    return _with_fix(name, _unreadable(path, problem), fix)
+def corrupt(name: str, path: Path, problem: str, fix: str) -> CorruptDataError:
+    return with_fix(name, unreadable(path, problem), fix)
 
 
-# ---------------------------------------------------------------- IDX files (mnist, fashion-mnist)
+#: the way to get the files that every torchvision dataset offers (in :func:`missing`'s ``after``)
+DOWNLOAD_HINT = "pass download=True (needs torchvision and internet access)"
 
 
-def _idx_shape(head: bytes, path: Path) -> tuple[int, ...]:
-    """Shape from the IDX header ``00 00 08 ndim`` + ndim big-endian int32 sizes (unsigned-byte data only)."""
-    if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 0x08:
-        raise _unreadable(path, f"not an unsigned-byte IDX file: magic {head[:4].hex() or 'missing'}")
-    ndim = head[3]
-    if len(head) < 4 + 4 * ndim:
-        raise _unreadable(path, f"IDX header cut short at {len(head)} bytes")
-    return tuple(int(s) for s in np.frombuffer(head, dtype=">i4", count=ndim, offset=4))
-
-
-def _read_head(f: IO[bytes]) -> bytes:
-    """The IDX header bytes: magic (4) + ndim sizes (4 each)."""
-    head = f.read(4)
-    return head + (f.read(4 * head[3]) if len(head) == 4 else b"")
-
-
-@functools.lru_cache(maxsize=None)
-def read_idx(path: Path) -> np.ndarray:
-    """Parse an IDX file (``.gz`` or raw) of unsigned bytes into a read-only uint8 array.
-
-    Raises :class:`CorruptDataError` naming ``path`` if the file is empty, truncated, fails its gzip CRC or its
-    header disagrees with its length."""
-    raw = path.read_bytes()
-    if not raw:
-        raise _unreadable(path, "the file is empty, 0 bytes")
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; truncated → EOFError
-            raise _unreadable(path, f"corrupted or truncated gzip: {_problem(e)}") from e
-    shape = _idx_shape(raw, path)
-    arr = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * len(shape))
-    if arr.size != int(np.prod(shape)):
-        raise _unreadable(path, f"truncated or padded: the header says shape {shape}, {int(np.prod(shape))} data"
-                                f" bytes, the file holds {arr.size}")
-    return arr.reshape(shape)
-
-
-def _idx_header_checked(path: Path) -> tuple[int, ...]:
-    """The shape in an IDX file's header, checked cheaply against the file size (raw) or the gzip trailer's
-    uncompressed length (``.gz``, RFC 1952 ISIZE) without reading the data. Catches empty and truncated files;
-    a flipped byte inside compressed data is caught only by the CRC when :func:`read_idx` reads the file."""
-    size = path.stat().st_size
-    if size == 0:
-        raise _unreadable(path, "the file is empty, 0 bytes")
-    if path.suffix != ".gz":
-        with path.open("rb") as f:
-            shape = _idx_shape(_read_head(f), path)
-        if size != (want := 4 + 4 * len(shape) + int(np.prod(shape))):
-            raise _unreadable(path, f"truncated or padded: the header says shape {shape}, {want} bytes, the file"
-                                    f" has {size}")
-        return shape
-    try:
-        with gzip.open(path, "rb") as f:
-            head = _read_head(f)
-    except (OSError, EOFError, zlib.error) as e:
-        raise _unreadable(path, f"corrupted or truncated gzip: {_problem(e)}") from e
-    shape = _idx_shape(head, path)
-    want = 4 + 4 * len(shape) + int(np.prod(shape))
-    with path.open("rb") as f:
-        f.seek(max(size - 4, 0))
-        isize = int.from_bytes(f.read(4), "little")  # uncompressed length mod 2**32
-    if isize != want % 2**32:
-        raise _unreadable(path, f"truncated or corrupted gzip: the header says shape {shape}, {want} bytes"
-                                f" uncompressed, the gzip trailer says {isize}")
-    return shape
-
-
-def _find(path: Path) -> Path | None:
-    """``path.gz`` if it exists, else ``path`` if it exists."""
-    gz = path.with_name(path.name + ".gz")
-    return gz if gz.is_file() else path if path.is_file() else None
-
-
-def _idx_dirs(name: str, root: Path) -> list[Path]:
-    tv = _TORCHVISION[name]
-    dirs = [root / name, root / name / "raw", root / tv, root / tv / "raw"]
-    return dirs + ([DEBIAN_FASHION_MNIST] if name == "fashion-mnist" else [])
-
-
-def _locate_idx(name: str, root: Path) -> tuple[Path, Path] | None:
-    for d in _idx_dirs(name, root):
-        found = [_find(d / f) for f in IDX_FILES]
-        if all(found):
-            return found[0], found[1]  # type: ignore[return-value]
-    return None
-
-
-def _locate_idx_or_fail(name: str, root: Path, download: bool) -> tuple[Path, Path]:
-    paths = _locate_idx(name, root)
-    if paths is None and download:
-        _download(name, root)
-        paths = _locate_idx(name, root)
-    if paths is None:
-        files = [f"{f}.gz (or uncompressed {f})" for f in IDX_FILES]
-        raise _missing(name, files, _idx_dirs(name, root))
-    return paths
-
-
-def _idx_fix(name: str, path: Path) -> str:
-    if name == "fashion-mnist" and path.parent == DEBIAN_FASHION_MNIST:
-        return "reinstall the Debian package: sudo apt-get install --reinstall dataset-fashion-mnist"
-    src = {"fashion-mnist": "https://github.com/zalandoresearch/fashion-mnist",
-           "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/"}[name]
-    return (f"delete it, then pass download=True (torchvision fetches a fresh, MD5-checked copy) or copy"
-            f" {path.name} from {src} into {path.parent}")
-
-
-def _idx_read(name: str, path: Path, read: Callable[[Path], R]) -> R:
-    """``read(path)`` (read_idx or the header check), a corrupt file raising the dataset-level error."""
-    try:
-        return read(path)
-    except CorruptDataError as e:
-        raise _with_fix(name, e, _idx_fix(name, path)) from e
-
-
-def _idx_check_pair(name: str, paths: tuple[Path, Path], images: tuple[int, ...], labels: np.ndarray) -> None:
-    if len(images) != 3 or images[1:] != (28, 28) or labels.shape != images[:1]:
-        raise _corrupt(name, paths[0].parent, f"unexpected IDX shapes {images} (images) / {labels.shape} (labels),"
-                       " want N×28×28 and N", _idx_fix(name, paths[0]))
-    if labels.size and labels.max() > 9:
-        raise _corrupt(name, paths[1], f"labels up to {labels.max()}, want 0..9", _idx_fix(name, paths[1]))
-
-
-def _load_idx(name: str, root: Path, download: bool) -> Source:
-    paths = _locate_idx_or_fail(name, root, download)
-    x, y = _idx_read(name, paths[0], read_idx), _idx_read(name, paths[1], read_idx)
-    _idx_check_pair(name, paths, x.shape, y)
-    desc = f"{_TITLES[name]} train split (28x28 grayscale) from {paths[0].parent}, pixel/255"
-    return Source(x.reshape(len(x), -1), y, desc, 255.0)
-
-
-def _check_idx(name: str) -> Callable[[Path], None]:
-    """Cheap check: the images file's header and length, and the (small) labels file read in full."""
-    def check(root: Path) -> None:
-        paths = _locate_idx_or_fail(name, root, False)
-        shape = _idx_read(name, paths[0], _idx_header_checked)
-        _idx_check_pair(name, paths, shape, _idx_read(name, paths[1], read_idx))
-
-    return check
-
-
-def _idx_counts(name: str) -> Callable[[Path], tuple[int, ...] | None]:
-    """Examples per class from the labels file (60 kB), None if the files are not found."""
-    def counts(root: Path) -> tuple[int, ...] | None:
-        paths = _locate_idx(name, root)
-        if paths is None:
-            return None
-        return tuple(np.bincount(_idx_read(name, paths[1], read_idx), minlength=10).tolist())
-
-    return counts
-
-
-def _download(name: str, root: Path) -> None:
+def torchvision_download(name: str, cls: str, root: Path) -> None:
+    """Fetch dataset ``name``'s train split with ``torchvision.datasets.<cls>`` into ``root``."""
     try:
         import torchvision.datasets as tvd
     except Exception as e:  # noqa: BLE001 — a broken torchvision install raises more than ImportError
@@ -301,221 +144,54 @@ def _download(name: str, root: Path) -> None:
             f"download=True for {name!r} needs torchvision, which cannot be imported here ({type(e).__name__}: {e})."
             " Install a torchvision matching this torch, or place the files under root yourself."
         ) from e
-    getattr(tvd, _TORCHVISION[name])(root=str(root), train=True, download=True)
+    getattr(tvd, cls)(root=str(root), train=True, download=True)
 
 
-# ---------------------------------------------------------------- CIFAR-10 pickles
-
-
-def _cifar_fix(folder: Path) -> str:
-    return (f"delete {folder} and extract {CIFAR_URL} into {folder.parent} again, or pass download=True after"
-            " deleting it (torchvision fetches and MD5-checks the archive)")
-
-
-@functools.lru_cache(maxsize=None)
-def _read_cifar(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10 python pickles data_batch_1..5 → (N × 3072 uint8 in CHW order, N labels)."""
-    xs, ys = [], []
-    for f in CIFAR_FILES:
-        path = folder / f
-        if path.stat().st_size == 0:
-            raise _corrupt("cifar10", path, "the file is empty, 0 bytes", _cifar_fix(folder))
-        with open(path, "rb") as fh:  # errors opening the file (permissions) are not corruption
-            try:
-                batch = pickle.load(fh, encoding="bytes")
-                x = np.asarray(batch[b"data"], dtype=np.uint8)
-                y = np.asarray(batch[b"labels"], dtype=np.int64)
-            # a damaged pickle raises many types (pickle docs: "including but not necessarily limited to
-            # AttributeError, EOFError, ImportError, and IndexError"; also UnpicklingError, KeyError, TypeError)
-            except Exception as e:  # noqa: BLE001
-                raise _corrupt("cifar10", path, f"truncated or corrupted pickle: {_problem(e)}",
-                               _cifar_fix(folder)) from e
-        if x.ndim != 2 or x.shape[1] != 3072 or y.shape != (len(x),) or (y.size and not 0 <= y.min() <= y.max() <= 9):
-            raise _corrupt("cifar10", path, f"unexpected contents: data {x.shape}, labels {y.shape},"
-                           " want N×3072 and N labels in 0..9", _cifar_fix(folder))
-        xs.append(x)
-        ys.append(y)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    x.flags.writeable = y.flags.writeable = False
-    return x, y
-
-
-def _cifar_folder(root: Path, download: bool) -> Path:
-    folder = root / CIFAR_DIR
-    if download and not all((folder / f).is_file() for f in CIFAR_FILES):
-        _download("cifar10", root)
-    if not all((folder / f).is_file() for f in CIFAR_FILES):
-        raise _missing("cifar10", [f"{CIFAR_DIR}/{f}" for f in CIFAR_FILES], [folder])
-    return folder
-
-
-def _check_cifar(root: Path) -> None:
-    """Cheap: the files exist, are non-empty and end with the pickle STOP opcode ``.`` (catches truncation;
-    damage inside a pickle is only caught when it is read)."""
-    folder = _cifar_folder(root, False)
-    for f in CIFAR_FILES:
-        path = folder / f
-        if (size := path.stat().st_size) == 0:
-            raise _corrupt("cifar10", path, "the file is empty, 0 bytes", _cifar_fix(folder))
-        with path.open("rb") as fh:
-            fh.seek(size - 1)
-            if fh.read(1) != b".":
-                raise _corrupt("cifar10", path, "truncated pickle: it does not end with the STOP opcode",
-                               _cifar_fix(folder))
-
-
-# ---------------------------------------------------------------- fashion-mnist-mini (.npz in the repository)
-
-
-def _mini_places(root: Path) -> list[Path]:
-    return [root, REPO_DATA] if root.resolve() != REPO_DATA else [root]
-
-
-def _mini_path(root: Path) -> Path:
-    places = _mini_places(root)
-    for d in places:
-        if (d / MINI_FILE).is_file():
-            return d / MINI_FILE
-    raise _missing("fashion-mnist-mini", [MINI_FILE], places,
-                   f" It is part of the repository; rebuild it with {MINI_REBUILD}.")
-
-
-def _mini_expected_sha() -> str | None:
-    f = REPO_DATA / MINI_SHA_FILE
-    return f.read_text().split()[0] if f.is_file() else None
-
-
-def _mini_corrupt(path: Path, problem: str) -> CorruptDataError:
-    got = hashlib.sha256(path.read_bytes()).hexdigest()
-    want = _mini_expected_sha() or f"(checksum file {REPO_DATA / MINI_SHA_FILE} is missing too)"
-    fix = (f"restore data/{MINI_FILE} from git (git checkout -- data/{MINI_FILE}) or rebuild it with"
-           f" `{MINI_REBUILD}` (reads the Debian package dataset-fashion-mnist; `--check` verifies the checksum)")
-    if path.resolve().parent != REPO_DATA:
-        fix += f"; or delete this copy, and the repository's {REPO_DATA / MINI_FILE} is used"
-    return _corrupt("fashion-mnist-mini", path, f"{problem}; its SHA-256 is {got}, a good copy's is {want}"
-                    f" ({REPO_DATA / MINI_SHA_FILE})", fix)
-
-
-@functools.lru_cache(maxsize=None)
-def _read_mini(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if path.stat().st_size == 0:
-        raise _mini_corrupt(path, "the file is empty, 0 bytes")
-    with path.open("rb") as fh:  # errors opening the file (permissions) are not corruption
-        try:
-            with np.load(fh, allow_pickle=False) as z:
-                x, y = z["images"], z["labels"]
-        # damaged bytes raise many types (measured by flipping bytes: BadZipFile, zlib.error, EOFError,
-        # KeyError, ValueError, OSError, tokenize.TokenError)
-        except Exception as e:  # noqa: BLE001
-            raise _mini_corrupt(path, f"corrupted or truncated .npz: {_problem(e)}") from e
-    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or not len(y) \
-            or y.max() > 9:
-        raise _mini_corrupt(path, f"unexpected arrays: images {x.shape} {x.dtype}, labels {y.shape} {y.dtype}")
-    x.flags.writeable = y.flags.writeable = False
-    return x, y
-
-
-def _check_mini(root: Path) -> None:
-    """Cheap: the SHA-256 of the file (5 ms) matches data/fashion-mnist-mini.sha256; otherwise read it (50 ms)."""
-    path = _mini_path(root)
-    if hashlib.sha256(path.read_bytes()).hexdigest() != _mini_expected_sha():
-        _read_mini(path)
-
-
-# ---------------------------------------------------------------- generated / packaged datasets
-
-
-@functools.lru_cache(maxsize=None)
-def _make_mnist1d(num_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Train split of MNIST-1D from mnist1d's default generator args (``num_samples`` overridden if given),
-    never downloaded; restores the global numpy/python RNGs that the generator reseeds."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    if num_samples is not None:
-        args.num_samples = num_samples
-    np_state, py_state = np.random.get_state(), random.getstate()
-    try:
-        d = make_dataset(args)
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-    x, y = np.asarray(d["x"], dtype=np.float32), np.asarray(d["y"], dtype=np.int64)
-    x.flags.writeable = y.flags.writeable = False
-    return x, y
-
-
-def _needs_module(name: str, module: str, package: str) -> Callable[[Path], None]:
+def require_package(name: str, module: str, package: str) -> None:
     """Check for a dataset made by a Python package: the package is installed (found without importing it)."""
-    def check(root: Path) -> None:
-        if importlib.util.find_spec(module) is None:
-            raise DataError(f"dataset {name!r} needs the Python package {package!r}, which is not installed here:"
-                            f" pip install {package} (version pinned in pyproject.toml)")
-
-    return check
+    if importlib.util.find_spec(module) is None:
+        raise DataError(f"dataset {name!r} needs the Python package {package!r}, which is not installed here:"
+                        f" pip install {package} (version pinned in pyproject.toml)")
 
 
-# ---------------------------------------------------------------- the registered datasets
+# ---------------------------------------------------------------- the catalog
+
+#: name → loader, each ``"eoslib.datasets.<module>:load[_<variant>]"`` imported when looked up. Meta (plain data,
+#: readable without importing the loader): ``train_size`` (examples the full training split has), ``size``
+#: (training examples available, None if it depends on the files found at run time), ``num_classes``,
+#: ``input_shape``, ``offline`` (works without files outside the repository), ``class_counts`` (examples per
+#: class, None if read from the files) and ``repo_files`` (files inside the repository that the loader reads).
+#: A dataset module may also define ``check[_<variant>](root)`` (raises the loader's DataError cheaply, without
+#: loading) and ``class_counts[_<variant>](root)`` (per-class counts read cheaply from the files, or None).
+DATASETS: Registry[Loader] = Registry("dataset")
+
+DATASETS.lazy("digits", "eoslib.datasets.digits:load", label="Digits 8×8", train_size=1797, size=1797,
+              num_classes=10, input_shape=(1, 8, 8), offline=True,
+              class_counts=(178, 182, 177, 183, 181, 182, 181, 179, 174, 180))
+DATASETS.lazy("mnist1d", "eoslib.datasets.mnist1d:load", label="MNIST-1D", train_size=4000, size=4000,
+              num_classes=10, input_shape=(40,), offline=True,
+              class_counts=(398, 396, 411, 394, 394, 402, 401, 404, 402, 398))
+DATASETS.lazy("mnist1d-large", "eoslib.datasets.mnist1d:load_large", label="MNIST-1D (10k)", train_size=10000,
+              size=10_000, num_classes=10, input_shape=(40,), offline=True,
+              class_counts=(996, 994, 1018, 994, 989, 986, 1020, 1012, 990, 1001))
+DATASETS.lazy("fashion-mnist-mini", "eoslib.datasets.fashion_mnist_mini:load", label="Fashion-MNIST-mini",
+              train_size=8192, size=8192, num_classes=10, input_shape=(1, 28, 28), offline=True,
+              class_counts=(819, 819, 819, 819, 820, 819, 820, 819, 819, 819), repo_files=(f"data/{MINI_FILE}",))
+DATASETS.lazy("fashion-mnist", "eoslib.datasets.fashion_mnist:load", label="Fashion-MNIST", train_size=60000,
+              size=None, num_classes=10, input_shape=(1, 28, 28), offline=False, class_counts=None)
+DATASETS.lazy("mnist", "eoslib.datasets.mnist:load", label="MNIST", train_size=60000, size=None, num_classes=10,
+              input_shape=(1, 28, 28), offline=False, class_counts=None)
+DATASETS.lazy("cifar10", "eoslib.datasets.cifar10:load", label="CIFAR-10", train_size=50000, size=None,
+              num_classes=10, input_shape=(3, 32, 32), offline=False, class_counts=None)
 
 
-@DATASETS.register("digits", train_size=1797, label="Digits 8×8", size=1797, num_classes=10, input_shape=(1, 8, 8), offline=True,
-                   class_counts=(178, 182, 177, 183, 181, 182, 181, 179, 174, 180),
-                   check=_needs_module("digits", "sklearn", "scikit-learn"))
-def _digits(root: Path, download: bool) -> Source:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return Source(d.data, d.target, "8x8 scikit-learn digits (1,797 examples), pixel/16", 16.0)
-
-
-@DATASETS.register("mnist1d", train_size=4000, label="MNIST-1D", size=4000, num_classes=10, input_shape=(40,), offline=True,
-                   class_counts=(398, 396, 411, 394, 394, 402, 401, 404, 402, 398),
-                   check=_needs_module("mnist1d", "mnist1d", "mnist1d"))
-def _mnist1d(root: Path, download: bool) -> Source:
-    x, y = _make_mnist1d()
-    return Source(x, y, "MNIST-1D generated locally with mnist1d's default args (seed 42), train split (4,000"
-                  " examples), already standardised by the generator (global mean 0, std 1 over all 5,000"
-                  " generated samples)")
-
-
-@DATASETS.register("mnist1d-large", train_size=10000, label="MNIST-1D (10k)", size=10_000, num_classes=10, input_shape=(40,),
-                   offline=True, class_counts=(996, 994, 1018, 994, 989, 986, 1020, 1012, 990, 1001),
-                   check=_needs_module("mnist1d-large", "mnist1d", "mnist1d"))
-def _mnist1d_large(root: Path, download: bool) -> Source:
-    x, y = _make_mnist1d(MNIST1D_LARGE_SAMPLES)
-    return Source(x, y, f"MNIST-1D generated locally with mnist1d's default args (seed 42) but num_samples="
-                  f"{MNIST1D_LARGE_SAMPLES:,}, train split (10,000 examples), already standardised by the generator"
-                  f" (global mean 0, std 1 over all {MNIST1D_LARGE_SAMPLES:,} generated samples)")
-
-
-@DATASETS.register("fashion-mnist-mini", train_size=8192, label="Fashion-MNIST-mini", size=8192, num_classes=10,
-                   input_shape=(1, 28, 28), offline=True,
-                   class_counts=(819, 819, 819, 819, 820, 819, 820, 819, 819, 819), check=_check_mini)
-def _fashion_mnist_mini(root: Path, download: bool) -> Source:
-    path = _mini_path(root)
-    x, y = _read_mini(path)
-    return Source(x.reshape(len(x), -1), y, f"Fashion-MNIST-mini ({len(y)}-image class-balanced subset of the"
-                  f" train split, {path}), pixel/255", 255.0)
-
-
-@DATASETS.register("fashion-mnist", train_size=60000, label="Fashion-MNIST", size=None, num_classes=10, input_shape=(1, 28, 28),
-                   offline=False, class_counts=_idx_counts("fashion-mnist"), check=_check_idx("fashion-mnist"))
-def _fashion_mnist(root: Path, download: bool) -> Source:
-    return _load_idx("fashion-mnist", root, download)
-
-
-@DATASETS.register("mnist", train_size=60000, label="MNIST", size=None, num_classes=10, input_shape=(1, 28, 28), offline=False,
-                   class_counts=_idx_counts("mnist"), check=_check_idx("mnist"))
-def _mnist(root: Path, download: bool) -> Source:
-    return _load_idx("mnist", root, download)
-
-
-@DATASETS.register("cifar10", train_size=50000, label="CIFAR-10", size=None, num_classes=10, input_shape=(3, 32, 32), offline=False,
-                   class_counts=None, check=_check_cifar)
-def _cifar10(root: Path, download: bool) -> Source:
-    folder = _cifar_folder(root, download)
-    x, y = _read_cifar(folder)
-    return Source(x, y, f"CIFAR-10 training batches 1-5 (3x32x32, CHW order) from {folder}, pixel/255", 255.0)
+def _hook(entry: Entry[Loader], kind: str) -> Callable[[Path], Any] | None:
+    """The dataset module's optional ``check`` / ``class_counts`` function of a catalog entry (``:load_large`` →
+    ``check_large``), imported by name; None if the module has none or the entry was registered eagerly."""
+    if entry.target is None:
+        return None
+    attr = entry.target.partition(":")[2]
+    return getattr(importlib.import_module(entry.module), kind + attr.removeprefix("load"), None)
 
 
 # ---------------------------------------------------------------- selection
@@ -562,7 +238,7 @@ def check_available(name: str, root: str | Path = "data") -> None:
     """Raise the :class:`DataError` (or :class:`CorruptDataError`) that ``load_dataset(name, root=root)`` would
     raise for missing, empty or truncated files — cheaply, without loading the data. Unknown names raise
     ``UnknownName`` (a ``ValueError``) listing the registered ones."""
-    check = DATASETS.entry(name).meta.get("check")
+    check = _hook(DATASETS.entry(name), "check")
     if check is not None:
         check(Path(root))
 
@@ -570,13 +246,42 @@ def check_available(name: str, root: str | Path = "data") -> None:
 def available_size(name: str, classes: int | Sequence[int] | None = None, root: str | Path = "data") -> int | None:
     """Number of training examples of ``name`` in the class selection ``classes`` (as in :func:`load_dataset`),
     or None when that is not known cheaply (files not found, or labels stored inside the data files: cifar10).
-    For ``mnist``/``fashion-mnist`` it reads the small labels file."""
+    The catalog's per-class counts when it has them (the dataset module is not imported); otherwise the module's
+    ``class_counts`` (``mnist``/``fashion-mnist`` read the small labels file)."""
     entry = DATASETS.entry(name)
     keep, _ = _select_classes(entry.meta["num_classes"], classes)
     counts = entry.meta.get("class_counts")
-    if callable(counts):
-        counts = counts(Path(root))
+    if counts is None and (read := _hook(entry, "class_counts")) is not None:
+        counts = read(Path(root))
     return None if counts is None else int(sum(counts[c] for c in keep))
+
+
+def repo_files(name: str) -> list[str]:
+    """Files inside the repository that dataset ``name``'s loader reads, relative to the repository root (the
+    pipeline makes them dependencies of the stages whose runs use ``name``)."""
+    return list(DATASETS.entry(name).meta.get("repo_files", ()))
+
+
+_CONTENT_HASHES: dict[tuple[str, Path], str] = {}
+
+
+def content_hash(name: str, root: str | Path = "data") -> str:
+    """SHA-256 (hex) of dataset ``name``'s raw content as its loader returns it from ``root``: the
+    :class:`Source`'s ``x`` and ``y`` (dtype, shape and bytes of each) and its ``scale`` — everything
+    :func:`load_dataset` computes a selection from, and nothing else (not the description, which names folders).
+    Part of every run's identity: a run is redone when its data change. Computed once per (name, resolved root)
+    in a process; missing or damaged files raise the loader's :class:`DataError`."""
+    key = (name, Path(root).resolve())
+    if key not in _CONTENT_HASHES:
+        src = DATASETS.entry(name).obj(Path(root), False)
+        h = hashlib.sha256()
+        for part, arr in (("x", src.x), ("y", src.y)):
+            arr = np.ascontiguousarray(arr)
+            h.update(f"{part} {arr.dtype.str} {arr.shape}\n".encode())
+            h.update(arr.data)
+        h.update(f"scale {float(src.scale)!r}\n".encode())
+        _CONTENT_HASHES[key] = h.hexdigest()
+    return _CONTENT_HASHES[key]
 
 
 def load_dataset(

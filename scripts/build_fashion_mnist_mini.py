@@ -22,7 +22,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from eoslib.data import DEBIAN_FASHION_MNIST, IDX_FILES, MINI_FILE, balanced_subset, read_idx  # noqa: E402
+from eoslib.data import DEBIAN_FASHION_MNIST, IDX_FILES, MINI_FILE, balanced_subset  # noqa: E402
+from eoslib.datasets.idx import read_idx  # noqa: E402
 
 N, SEED = 8192, 0
 SHA_FILE = "fashion-mnist-mini.sha256"

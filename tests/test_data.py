@@ -1,5 +1,6 @@
-"""Tests for eoslib.data: offline datasets, real file formats written into tmp_path, error messages for missing
-and damaged files, the dataset registry, check_available / available_size."""
+"""Tests for eoslib.data and the dataset modules of eoslib.datasets: offline datasets, real file formats written into
+tmp_path, error messages for missing and damaged files, the dataset catalog (lazy: a lookup imports only that
+dataset's module), check_available / available_size, content_hash / repo_files."""
 from __future__ import annotations
 
 import gzip
@@ -8,6 +9,7 @@ import importlib.util
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,10 @@ import torch
 
 from eoslib import data as D
 from eoslib.data import (DATASETS, CorruptDataError, DataError, Dataset, available_size, check_available,
-                         load_dataset)
+                         content_hash, load_dataset, repo_files)
+from eoslib.datasets import fashion_mnist_mini as ds_mini
+from eoslib.datasets import idx as ds_idx
+from eoslib.datasets import mnist1d as ds_mnist1d
 from eoslib.registry import Registry, UnknownName
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,7 +142,7 @@ def test_mnist1d_leaves_global_rng_alone(monkeypatch: pytest.MonkeyPatch):
     np.random.seed(123)
     expected = np.random.rand()
     np.random.seed(123)
-    D._make_mnist1d.__wrapped__()
+    ds_mnist1d._make.__wrapped__()
     assert np.random.rand() == expected
 
 
@@ -324,12 +329,16 @@ def test_registry_names_labels_and_meta():
     assert list(DATASETS) == DATASETS.names() and "digits" in DATASETS and "imagenet" not in DATASETS
     assert DATASETS.label("fashion-mnist-mini") == "Fashion-MNIST-mini" and DATASETS.label("mnist1d") == "MNIST-1D"
     for e in DATASETS.entries():
-        assert {"size", "num_classes", "input_shape", "class_counts", "check", "offline"} <= set(e.meta), e.name
-        assert e.meta["num_classes"] == 10 and callable(e.obj)
+        assert {"train_size", "size", "num_classes", "input_shape", "class_counts", "offline"} <= set(e.meta), e.name
+        assert e.target.startswith("eoslib.datasets.") and e.meta["num_classes"] == 10 and callable(e.obj)
+        module, suffix = sys.modules[e.module], e.target.partition(":load")[2]
+        assert callable(getattr(module, f"check{suffix}")), e.name  # every dataset has a cheap check
         static = isinstance(e.meta["class_counts"], tuple)
         assert static == (e.meta["size"] is not None) == e.meta["offline"], e.name
         if static:
             assert sum(e.meta["class_counts"]) == e.meta["size"] == available_size(e.name)
+        else:  # counts read from the files (IDX labels) or not known cheaply (cifar10)
+            assert e.meta["class_counts"] is None and hasattr(module, "class_counts") == (e.name != "cifar10")
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist1d", "fashion-mnist-mini"])
@@ -357,11 +366,116 @@ def test_adding_a_dataset_is_one_decorated_function(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ValueError, match="toy"):
         load_dataset("digits")  # dispatch goes through the (patched) registry only
     assert "toy" not in DATASETS  # the module's own registry is untouched
+    reg.add("toy-unscaled", lambda root, download: D.Source(x, np.array([0, 1, 2, 0, 1, 2]), "six points"),
+            num_classes=3, input_shape=(2,))
+    assert content_hash("toy") != content_hash("toy-unscaled")  # same arrays, another scale
 
 
 def test_import_does_not_import_torch():
     code = "import sys, eoslib.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# ---------------------------------------------------------------- the catalog is lazy: one module per dataset
+
+#: dataset → the eoslib.datasets modules that looking it up imports (its own, and idx for the IDX sets)
+DATASET_MODULES = {
+    "digits": ["digits"], "mnist1d": ["mnist1d"], "mnist1d-large": ["mnist1d"],
+    "fashion-mnist-mini": ["fashion_mnist_mini"], "fashion-mnist": ["fashion_mnist", "idx"], "mnist": ["idx", "mnist"],
+    "cifar10": ["cifar10"],
+}
+
+
+def _dataset_modules_after(code: str) -> list[str]:
+    """The eoslib.datasets.* modules imported in a fresh interpreter after ``import eoslib.data as D`` + ``code``."""
+    prog = (f"import sys, eoslib.data as D\n{code}\n"
+            "print(' '.join(sorted(m[16:] for m in sys.modules if m.startswith('eoslib.datasets.'))))")
+    return subprocess.run([sys.executable, "-c", prog], check=True, cwd=REPO, capture_output=True,
+                          text=True).stdout.split()
+
+
+def test_import_imports_no_dataset_module():
+    from eoslib.pipeline import import_closure
+
+    # what callers do without loading: names, labels, meta, static sizes
+    code = ("D.DATASETS.names(), D.DATASETS.label('mnist'), D.DATASETS.entry('cifar10').meta, 'digits' in D.DATASETS,"
+            " D.available_size('digits', classes=3), D.repo_files('fashion-mnist-mini'), D.DATASETS.module('mnist')")
+    assert _dataset_modules_after(code) == []
+    assert not [f for f in import_closure("eoslib.data") if "datasets" in f]  # what the DVC generator sees
+
+
+@pytest.mark.parametrize("name", list(DATASET_MODULES))
+def test_lookup_imports_only_its_own_module(name: str):
+    from eoslib.pipeline import import_closure
+
+    code = (f"D.DATASETS[{name!r}]\n"  # the loader, then its check (which may find no files)
+            f"try:\n    D.check_available({name!r}, root='/nonexistent')\nexcept D.DataError:\n    pass")
+    assert _dataset_modules_after(code) == DATASET_MODULES[name]
+    closure = import_closure(DATASETS.module(name))  # the code a stage using only `name` depends on
+    assert sorted(f[len("eoslib/datasets/"):-3] for f in closure if f.startswith("eoslib/datasets/")
+                  and not f.endswith("__init__.py")) == DATASET_MODULES[name]
+
+
+TOY_MODULE = '''"""Two toy datasets in one module, as a new dataset would be written."""
+from pathlib import Path
+
+import numpy as np
+
+from eoslib.data import DataError, Source
+
+
+def load(root: Path, download: bool) -> Source:
+    check(root)
+    return Source(np.arange(12, dtype=np.uint8).reshape(6, 2), np.array([0, 1, 2, 0, 1, 2]), "six points", 2.0)
+
+
+def check(root: Path) -> None:
+    if not (root / "toy.txt").is_file():
+        raise DataError(f"no toy.txt in {root}")
+
+
+def class_counts(root: Path) -> tuple[int, ...] | None:
+    return (2, 2, 2) if (root / "toy.txt").is_file() else None
+
+
+def load_big(root: Path, download: bool) -> Source:
+    return Source(np.arange(24, dtype=np.uint8).reshape(12, 2), np.arange(12) % 3, "twelve points")
+'''
+
+
+@pytest.fixture
+def toy_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "toy_datasets.py").write_text(TOY_MODULE)
+    monkeypatch.syspath_prepend(tmp_path)
+    yield "toy_datasets"
+    sys.modules.pop("toy_datasets", None)
+
+
+def test_adding_a_dataset_is_one_module_and_one_catalog_line(toy_module: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    reg: Registry = Registry("dataset")
+    monkeypatch.setattr(D, "DATASETS", reg)  # a separate registry; the real one is restored afterwards
+    # the catalog lines
+    reg.lazy("toy", f"{toy_module}:load", label="Toy", size=None, num_classes=3, input_shape=(2,), class_counts=None)
+    reg.lazy("toy-big", f"{toy_module}:load_big", label="Toy (12)", size=12, num_classes=3, input_shape=(2,),
+             class_counts=(4, 4, 4), repo_files=("data/toy.txt",))
+    assert available_size("toy-big", classes=2) == 8 and reg.module("toy") == toy_module
+    assert toy_module not in sys.modules  # static meta: nothing imported yet
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(DataError, match="no toy.txt"):  # the module's check
+        check_available("toy", root=root)
+    assert available_size("toy", root=root) is None  # the module's class_counts
+    (root / "toy.txt").write_text("")
+    check_available("toy", root=root)
+    check_available("toy-big", root=root)  # the module has no check_big: nothing to verify
+    assert available_size("toy", classes=[2], root=root) == 2
+    d = load_dataset("toy", classes=[2, 0], root=root)
+    assert d.X.tolist() == [[0, 0.5], [2, 2.5], [3, 3.5], [5, 5.5]] and d.y.tolist() == [1, 0, 1, 0]
+    assert len(load_dataset("toy-big", root=root)) == 12 and reg.label("toy-big") == "Toy (12)"
+    assert repo_files("toy") == [] and repo_files("toy-big") == ["data/toy.txt"]
+    assert content_hash("toy", root) != content_hash("toy-big", root)
+    assert "toy" not in DATASETS  # the module's own catalog is untouched
 
 
 # ---------------------------------------------------------------- mnist1d-large
@@ -377,8 +491,8 @@ def test_mnist1d_large_generator_args(monkeypatch: pytest.MonkeyPatch):
         return {"x": np.zeros((4, 40)), "y": np.zeros(4, dtype=np.int64)}
 
     monkeypatch.setattr(mnist1d.data, "make_dataset", fake_make_dataset)
-    D._make_mnist1d.__wrapped__(D.MNIST1D_LARGE_SAMPLES)
-    D._make_mnist1d.__wrapped__()
+    ds_mnist1d._make.__wrapped__(D.MNIST1D_LARGE_SAMPLES)
+    ds_mnist1d._make.__wrapped__()
     default = mnist1d.data.get_dataset_args(as_dict=True)
     assert seen[1] == default  # `mnist1d` stays the default generator
     assert seen[0] == default | {"num_samples": 12_500} and default["train_split"] == 0.8  # → 10,000 train
@@ -406,8 +520,8 @@ def test_check_available_offline_is_cheap(name: str, monkeypatch: pytest.MonkeyP
     def no_loading(*a):
         raise AssertionError("check_available loaded the data")
 
-    for f in ("_make_mnist1d", "_read_mini", "read_idx"):
-        monkeypatch.setattr(D, f, no_loading)
+    for module, f in ((ds_mnist1d, "_make"), (ds_mini, "_read"), (ds_idx, "read_idx")):
+        monkeypatch.setattr(module, f, no_loading)
     check_available(name)
     check_available(name, root="/nonexistent")  # falls back to the repository copy / needs no files
 
@@ -541,3 +655,69 @@ def test_idx_shapes_that_disagree(tmp_path: Path):
     for f in (lambda: load_dataset("mnist", root=tmp_path), lambda: check_available("mnist", root=tmp_path)):
         with pytest.raises(CorruptDataError, match=r"\(40, 28, 28\) \(images\) / \(39,\) \(labels\)"):
             f()
+
+
+# ---------------------------------------------------------------- content_hash / repo_files
+
+#: content_hash("fashion-mnist-mini"): part of every run's identity; a change re-runs every run using the dataset
+MINI_CONTENT_SHA = "936ae0a6bb2bb71ec04b8be02f6f59d7dbdaf206abc701502638f0d88187870a"
+
+
+def _mini_variant(root: Path, change: Callable[[np.ndarray, np.ndarray], None] | None = None) -> Path:
+    """The mini file's arrays re-saved under ``root`` by np.savez (other bytes than the repository's file),
+    after ``change(images, labels)`` if given."""
+    with np.load(MINI) as z:
+        x, y = z["images"].copy(), z["labels"].copy()
+    if change is not None:
+        change(x, y)
+    root.mkdir()
+    np.savez(root / D.MINI_FILE, images=x, labels=y)
+    return root
+
+
+def test_content_hash_pinned_and_stable(tmp_path: Path):
+    h = content_hash("fashion-mnist-mini")
+    assert len(h) == 64 and h == MINI_CONTENT_SHA
+    assert content_hash("fashion-mnist-mini", root=tmp_path) == h  # falls back to the repository's file
+    assert content_hash("fashion-mnist-mini", root=_mini_variant(tmp_path / "resaved")) == h  # content, not bytes
+
+
+def test_content_hash_changes_with_the_data(tmp_path: Path):
+    h = content_hash("fashion-mnist-mini")
+
+    def one_pixel(x: np.ndarray, y: np.ndarray) -> None:
+        x[4000, 14, 14] ^= 1
+
+    def one_label(x: np.ndarray, y: np.ndarray) -> None:
+        y[0] = (y[0] + 1) % 10
+
+    hashes = {content_hash("fashion-mnist-mini", root=_mini_variant(tmp_path / f.__name__, f))
+              for f in (one_pixel, one_label)}
+    assert len(hashes) == 2 and h not in hashes
+    a, b = tmp_path / "a", tmp_path / "b"
+    _fake_idx(a / "mnist")
+    _fake_idx(b / "mnist", n=30)
+    assert content_hash("mnist", root=a) != content_hash("mnist", root=b)
+
+
+def test_content_hash_differs_between_datasets(tmp_path: Path):
+    _fake_idx(tmp_path / "mnist")
+    _fake_cifar(tmp_path)
+    names = ["digits", "mnist1d", "fashion-mnist-mini", "mnist", "cifar10"]
+    assert len({content_hash(n, root=tmp_path) for n in names}) == len(names)
+
+
+def test_content_hash_missing_data_raises_the_loaders_error(tmp_path: Path):
+    with pytest.raises(DataError) as hashing:
+        content_hash("mnist", root=tmp_path)
+    with pytest.raises(DataError) as loading:
+        load_dataset("mnist", root=tmp_path)
+    assert str(hashing.value) == str(loading.value)
+
+
+def test_repo_files():
+    assert {n: repo_files(n) for n in DATASETS} == {n: ["data/fashion-mnist-mini.npz"] if n == "fashion-mnist-mini"
+                                                    else [] for n in DATASETS}
+    assert all((REPO / f).is_file() for n in DATASETS for f in repo_files(n))
+    # the file the loader reads when root has no copy
+    assert str(REPO / repo_files("fashion-mnist-mini")[0]) in load_dataset("fashion-mnist-mini", root="/x").description
