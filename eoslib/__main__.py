@@ -8,8 +8,10 @@ which ``dvc.yaml`` calls directly (``python -m eoslib.<module>``) so a stage dep
                              train a stage's runs (or one run) into runs/<name>/; finished runs are skipped,
                              interrupted ones resume from their checkpoint        (eoslib.execute)
   endpoints --setting S      measure the sweep end points → runs/endpoints/S.csv  (eoslib.endpoints)
-  fit                        power-law fits → metrics/powerlaw.json              (eoslib.ledger fit)
-  ledger                     claims ledger → CLAIMS.md, metrics/claims.json      (eoslib.ledger ledger)
+  fit                        power-law fits → metrics/powerlaw.json              (eoslib.fits)
+  ledger                     claims ledger → CLAIMS.md, metrics/claims.json      (eoslib.claims)
+  claims-lock [--check]      add new criteria versions to claims.lock (or check it against the code; a
+                             registered version never changes)                   (eoslib.claims lock)
   notebook NAME              execute notebooks/src/NAME.ipynb → <profile>/notebooks/NAME.ipynb (eoslib.notebooks)
   pipeline [--check]         write (or check) the profile's dvc.yaml             (eoslib.pipeline)
   plan                       the profile's runs and estimated CPU hours, from measured run costs (eoslib.estimate)
@@ -27,8 +29,9 @@ COMMANDS = {
     "stages": ("eoslib.config", ["stages"]),
     "train": ("eoslib.execute", []),
     "endpoints": ("eoslib.endpoints", []),
-    "fit": ("eoslib.ledger", ["fit"]),
-    "ledger": ("eoslib.ledger", ["ledger"]),
+    "fit": ("eoslib.fits", []),
+    "ledger": ("eoslib.claims", []),
+    "claims-lock": ("eoslib.claims", ["lock"]),
     "notebook": ("eoslib.notebooks", []),
     "pipeline": ("eoslib.pipeline", []),
     "plan": ("eoslib.estimate", ["plan"]),

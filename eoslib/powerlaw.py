@@ -37,6 +37,8 @@ from numpy.typing import ArrayLike
 
 #: the saturating model is preferred only when AICc_power_law − AICc_saturating exceeds this
 AICC_THRESHOLD = 2.0
+#: the paper's range of R² across its settings (its abstract; claim C4): a fact about the paper, not a criterion
+PAPER_R2 = (0.74, 0.98)
 #: range of κ = c · log(N_K/N_1), the decay of the N^(−c) term across the data (below: a straight line in
 #: log N; above: a step after the smallest N)
 _KAPPA_RANGE = (1e-2, 1e2)

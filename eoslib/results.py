@@ -147,3 +147,20 @@ def load_distances(root: str | os.PathLike | None = None, run: str = "compare") 
 def load_metrics(name: str, root: str | os.PathLike | None = None) -> dict:
     """``metrics/<name>.json`` of the profile (e.g. ``powerlaw``, ``claims``)."""
     return json.loads((_root(root) / "metrics" / f"{name}.json").read_text())
+
+
+def claim_row(key: str, root: str | os.PathLike | None = None, version: int | None = None) -> dict:
+    """The ledger's row of claim ``key`` from the profile's ``metrics/claims.json`` (written by the ``ledger``
+    stage, :mod:`eoslib.claims`): ``verdict``, ``summary``, ``criterion``, ``measured``, ``criteria_version`` and
+    ``criteria_values`` (the thresholds judged), under the latest criteria version the profile registers or,
+    with ``version``, under that one. A claim or version the profile does not register reads *not measured*,
+    as :func:`eoslib.claims.judge_claim` says it (the notebooks read verdicts here, not from the claims' code)."""
+    row = load_metrics("claims", root).get(key)
+    if row is not None and version in (None, row["criteria_version"]):
+        return row
+    earlier = None if row is None else row.get("earlier", {}).get(f"v{version}")
+    if earlier is not None:
+        return earlier
+    what = "no criteria" if row is None else f"criteria v{version} not"
+    return {"verdict": "not measured", "measured": {}, "summary": f"{what} registered in this profile",
+            "criterion": "", "criteria_version": version, "criteria_values": {}}

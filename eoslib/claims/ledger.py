@@ -1,0 +1,125 @@
+"""The ledger: every claim judged under every criteria version its profile registers (metrics/claims.json, CLAIMS.md).
+
+Everything is computed from the run folders and ``metrics/powerlaw.json`` alone (no notebook has to execute); the
+notebooks read the rows back from ``metrics/claims.json``. A profile's ``params.yaml`` lists which criteria
+versions it registers, ``criteria: {<claim>: [k, …]}`` (ascending); the versions themselves — thresholds and
+judge — are frozen in the claim's module (:data:`eoslib.claims.CLAIM_MODULES`) and locked in ``claims.lock``.
+The latest registered version gives the verdict; the earlier ones stay visible beside it ("as first registered").
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..io import json_safe, read_json, write_json, write_text
+from . import CLAIM_MODULES
+# every claim module, imported by name as well: the pipeline's dependency closure reads import statements
+from . import agreement, c1, c2, c3, c4, layers, sensitivity, split  # noqa: F401
+from .framework import FAILS, HOLDS, NOT_MEASURED, PARTLY, VERDICTS, Claim, NotMeasured
+from .render import render_markdown
+
+
+def _load_claims() -> dict[str, Claim]:
+    claims = {}
+    for key, mod in CLAIM_MODULES.items():
+        claim = importlib.import_module(mod).CLAIM
+        if claim.key != key:
+            raise RuntimeError(f"{mod} defines claim {claim.key!r}, CLAIM_MODULES lists it as {key!r}")
+        claims[key] = claim
+    return claims
+
+
+#: claim key → :class:`~eoslib.claims.framework.Claim`, in ledger order
+CLAIMS: dict[str, Claim] = _load_claims()
+
+
+def registered_versions(params: dict, key: str) -> list[int]:
+    """The criteria versions of claim ``key`` that the profile registers (``criteria.<key>`` in params.yaml: an
+    ascending list of version numbers, each defined by the claim's module); [] when the profile lists none.
+    Raises ValueError naming ``criteria.<key>`` for an unknown claim or a version the claim does not define."""
+    where = f"criteria.{key}"
+    if key not in CLAIMS:
+        raise ValueError(f"{where}: unknown claim {key!r}; the claims are {list(CLAIMS)}")
+    listed = (params.get("criteria") or {}).get(key)
+    if listed is None:
+        return []
+    if not isinstance(listed, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in listed):
+        raise ValueError(f"{where}: expected a list of criteria version numbers (e.g. [1, 2]), got {listed!r}")
+    if listed != sorted(set(listed)):
+        raise ValueError(f"{where}: versions must be ascending without repeats, got {listed}")
+    defined = sorted(CLAIMS[key].versions)
+    missing = [v for v in listed if v not in CLAIMS[key].versions]
+    if missing:
+        raise ValueError(f"{where}: claim {key} has no criteria version {missing[0]} ({CLAIM_MODULES[key]} defines "
+                         f"{defined})")
+    return list(listed)
+
+
+def check_criteria(params: dict) -> None:
+    """Every key of ``criteria`` is a claim and every version it lists is defined (ValueError naming the key)."""
+    for key in params.get("criteria") or {}:
+        registered_versions(params, key)
+
+
+def judge_claim(key: str, params: dict, root: str | Path, fits: dict | None, version: int | None = None) -> dict:
+    """One claim judged under criteria version ``version`` (default: the latest the profile registers): a dict
+    with ``verdict``, ``measured``, ``summary``, ``criterion`` and ``criteria_version``. A version the profile does
+    not register, or a claim whose inputs are absent, is *not measured* (never an error)."""
+    versions = registered_versions(params, key)
+    if not versions or (version is not None and version not in versions):
+        what = "no criteria" if not versions else f"criteria v{version} not"
+        return {"verdict": NOT_MEASURED, "measured": {}, "summary": f"{what} registered in this profile",
+                "criterion": "", "criteria_version": version}
+    v = versions[-1] if version is None else version
+    ver = CLAIMS[key].versions[v]
+    try:
+        out = ver.judge(params, Path(root), ver.criteria, fits) | {"criterion": ver.criteria.criterion(params)}
+    except (NotMeasured, FileNotFoundError) as e:
+        out = {"verdict": NOT_MEASURED, "measured": {}, "summary": f"not measured: {e}", "criterion": ""}
+    return out | {"criteria_version": v}
+
+
+def _read_fits(root: Path) -> dict | None:
+    f = root / "metrics" / "powerlaw.json"
+    return read_json(f) if f.exists() else None
+
+
+def build_claims(params: dict, root: str | Path = ".") -> dict:
+    """Every claim the profile registers, judged under every registered criteria version: one row per claim (the
+    latest version's verdict, with ``criteria_values``) and its earlier versions under ``earlier``."""
+    root = Path(root)
+    check_criteria(params)
+    fits = _read_fits(root)
+    rows = {}
+    for key, c in CLAIMS.items():
+        versions = registered_versions(params, key)
+        if not versions:  # not part of this profile's ledger
+            continue
+        row = judge_claim(key, params, root, fits)
+        earlier = {f"v{v}": judge_claim(key, params, root, fits, v) for v in versions[:-1]}
+        nb = c.notebook
+        rows[key] = {"claim": key, "statement": c.statement} | row | {
+            "criteria_values": c.versions[row["criteria_version"]].criteria.values(),
+            "earlier": {k: {f: e[f] for f in ("verdict", "summary", "criterion", "measured", "criteria_version")}
+                        | {"criteria_values": c.versions[e["criteria_version"]].criteria.values()}
+                        for k, e in earlier.items()},
+            "figure": f"figures/{nb}.png", "figure_pdf": f"figures/{nb}.pdf", "notebook": f"notebooks/{nb}.ipynb"}
+    return rows
+
+
+def write_ledger(params: dict, root: str | Path = ".") -> dict:
+    """Write ``metrics/claims.json`` and ``CLAIMS.md`` of the profile at ``root``; return the rows."""
+    root = Path(root)
+    rows = json_safe(build_claims(params, root))
+    write_json(rows, root / "metrics" / "claims.json")
+    write_text(render_markdown(rows, params), root / "CLAIMS.md")
+    return rows
+
+
+def claim_result(key: str, params: dict, root: str | Path = ".") -> dict:
+    """The ledger row of one claim under its latest registered version (as in CLAIMS.md), computed afresh."""
+    return judge_claim(key, params, root, _read_fits(Path(root)))
+
+
+__all__ = ["CLAIMS", "registered_versions", "check_criteria", "judge_claim", "build_claims",
+           "write_ledger", "claim_result", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "VERDICTS"]
