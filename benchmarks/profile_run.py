@@ -24,7 +24,7 @@ if __package__ in (None, ""):
 PARTS = (
     ("imports", "<frozen importlib._bootstrap>", ("_find_and_load",)),
     ("solver steps", "eoslib/solvers/", ("step",)),
-    ("measurements", "eoslib/measure.py", ("__call__",)),
+    ("measurements", "eoslib/measurement.py", ("__call__",)),
     ("of which alignment", "eoslib/alignment.py", ("alignment_stats",)),
     ("eigen-solves (in solver steps and measurements)", "eoslib/eigen.py", ("top_eigenpairs",)),
     ("of which Hessian / G / H products", "eoslib/objective.py", ("hvp", "ggn_vp")),

@@ -48,7 +48,6 @@ def is_mlp(model: nn.Module) -> bool:
         return False
 
 
-_is_mlp = is_mlp  # older name, used by eoslib.measure
 
 
 def _resolve(model: nn.Module, method: str) -> str:

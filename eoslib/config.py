@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 
 from .device import DEVICES
-from .schema import Any_, Choice, Flag, Int, ListOf, MapOf, Num, Opt, ParamsError, Tagged, Text, check, fail
+from .paths import NOTEBOOK_SOURCES, VALIDATED_PARAMS
+from .schema import Any_, Choice, Flag, Int, ListOf, MapOf, Num, Opt, ParamsError, Tagged, Text, Where, check, fail
 
 __all__ = ["ParamsError", "schema", "validate", "load_params", "plan", "run_config", "write_plan"]
 
@@ -42,10 +43,24 @@ def _registries():
     return DATASETS, EXECUTORS, KINDS, LOSSES, MEASURES, SOLVERS, ACTIVATIONS, INITS, MODEL_KINDS
 
 
-def schema() -> dict:
-    """The schema of params.yaml (specs of :mod:`eoslib.schema`)."""
-    from .ledger import criteria_schema
+def _criteria_spec():
+    """``criteria``: claim key (one of :data:`eoslib.claims.CLAIM_MODULES`) → the ascending criteria versions this
+    profile registers. The criteria themselves are frozen in the claim modules (:mod:`eoslib.claims`); whether
+    each listed version exists is checked by the ledger stage, so that the params schema does not depend on the
+    claims' code."""
+    from .claims import CLAIM_MODULES
 
+    def known(v, path):
+        for k in v:
+            if k not in CLAIM_MODULES:
+                fail(f"{path}.{k}", f"unknown claim; choose among {list(CLAIM_MODULES)}")
+
+    return Where(MapOf(ListOf(Int(minimum=1), ascending=True), what="list of criteria versions"), known)
+
+
+def schema(raw: Mapping | None = None) -> dict:
+    """The schema of params.yaml (specs of :mod:`eoslib.schema`). An experiment kind's section schema comes from
+    its module, imported only when ``raw`` (the params being checked) has that section."""
     DATASETS, EXECUTORS, KINDS, LOSSES, MEASURES, SOLVERS, ACTIVATIONS, INITS, MODEL_KINDS = _registries()
     model_over = {"kind": Opt(Choice(MODEL_KINDS, "model kind")), "width": Opt(Int()), "depth": Opt(Int(minimum=2)),
                   "init": Opt(Choice(INITS, "init")), "dtype": Opt(Choice(DTYPES, "dtype"))}
@@ -67,11 +82,14 @@ def schema() -> dict:
                      "primary": {"measure": Text(), "endpoint": Text()},
                      "n_boot": Int(), "level": Num(maximum=0.999),
                      "min_groups_bootstrap": Opt(Int(minimum=2), 10)},  # fewer seeds: t-interval over seeds
-        "criteria": criteria_schema(),
+        "criteria": _criteria_spec(),
         "notebooks": MapOf(Opt(Any_(), {}), what="notebook parameters"),
     }
     for e in KINDS.entries():  # every experiment kind's section is optional, but for the sweep
-        sch[e.obj.section] = e.schema if e.name == "sweep" else Opt(e.schema)
+        sec = e.meta["section"]
+        present = raw is None or (raw.get(sec) is not None) or e.name == "sweep"
+        spec = e.obj.schema if present else Any_()
+        sch[sec] = spec if e.name == "sweep" else Opt(spec)
     return sch
 
 
@@ -80,7 +98,7 @@ def validate(p: Mapping) -> dict:
     deep copy. Raises ParamsError naming the key."""
     if not isinstance(p, Mapping):
         raise ParamsError("params.yaml: top level must be a mapping")
-    p = check(copy.deepcopy(dict(p)), schema())
+    p = check(copy.deepcopy(dict(p)), schema(p))
     settings = p["settings"]
     for name, s in settings.items():
         if s["loss"] not in p["loss_threshold"]:
@@ -115,7 +133,7 @@ def plan(p: dict) -> dict[str, dict]:
 
     out: dict[str, dict] = {}
     for e in KINDS.entries():
-        if p.get(e.obj.section) is not None:
+        if p.get(e.meta["section"]) is not None:
             out |= {sid: st.to_dict() for sid, st in e.obj.plan(p).items()}
     return out
 
@@ -129,14 +147,19 @@ def run_config(p: dict, name: str) -> dict:
 
 
 def write_plan(p: dict, root: str | Path = ".") -> list[Path]:
-    """Write ``runs/_plan/<stage>.json`` for every stage (content-stable: unchanged configs keep their bytes,
-    so DVC sees no change) and remove plan files of stages that no longer exist."""
+    """Write ``runs/_plan/<stage>.json`` for every stage and ``runs/_plan/params.json`` (the validated params with
+    their defaults, which every later stage reads: :func:`eoslib.io.read_params`), content-stable (unchanged
+    files keep their bytes, so DVC sees no change), and remove plan files of stages that no longer exist."""
     from .io import write_text
 
     d = Path(root) / "runs" / "_plan"
     d.mkdir(parents=True, exist_ok=True)
     written = []
     stages = plan(p)
+    text = json.dumps(p, indent=1, sort_keys=True) + "\n"
+    f = Path(root) / VALIDATED_PARAMS
+    if not f.exists() or f.read_text() != text:
+        write_text(text, f)
     for sid, st in stages.items():
         f = d / f"{sid}.json"
         text = json.dumps(st, indent=1, sort_keys=True) + "\n"
@@ -144,15 +167,14 @@ def write_plan(p: dict, root: str | Path = ".") -> list[Path]:
             write_text(text, f)
         written.append(f)
     for f in d.glob("*.json"):
-        if f.stem not in stages:
+        if f.stem not in stages and f.name != VALIDATED_PARAMS.name:
             f.unlink()
     return written
 
 
 def check_notebooks(p: dict) -> None:
     """Every notebook listed in params.yaml has its source ``notebooks/src/<name>.ipynb``."""
-    from .notebooks import SOURCES
-
+    SOURCES = NOTEBOOK_SOURCES
     for name in p["notebooks"]:
         if not (SOURCES / f"{name}.ipynb").exists():
             fail(f"notebooks.{name}", f"no source notebook {SOURCES / (name + '.ipynb')}; add it (a copy of another "

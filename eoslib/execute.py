@@ -1,9 +1,6 @@
-"""Executing runs: one run into its folder (skip when finished, resume when interrupted), a stage's runs
-through an executor (local processes by default; see :mod:`eoslib.executors`).
-
-A run is *finished* when ``runs/<name>/summary.json`` exists and ``config.json`` equals the planned config;
-a finished run is never redone, an unfinished one resumes from its checkpoint, a run whose config changed is
-wiped and redone. Every file is written atomically; ``summary.json`` last.
+"""Executing a planned stage: prune the run folders the plan no longer has, skip the runs finished under their
+current id (:mod:`eoslib.run`, :mod:`eoslib.provenance`), hand the rest to the executor (local processes by
+default; see :mod:`eoslib.executors`). Also the command line ``python -m eoslib.execute`` (``eoslib train``).
 """
 from __future__ import annotations
 
@@ -12,63 +9,11 @@ import shutil
 import time
 from pathlib import Path
 
-from .device import identity
-from .io import atomic_save, read_json, write_json
-
-
-class StageFailed(RuntimeError):
-    """Some runs of a stage failed; the message names each run, its error and where its log is."""
+from .run import StageFailed, execute_run, run_finished
 
 
 def plan_file(root: str | Path, stage: str) -> Path:
     return Path(root) / "runs" / "_plan" / f"{stage}.json"
-
-
-def run_finished(name: str, config: dict, root: str | Path) -> bool:
-    folder = Path(root) / "runs" / name
-    return (folder / "summary.json").exists() and (folder / "config.json").exists() \
-        and read_json(folder / "config.json") == identity(config)
-
-
-def execute_run(name: str, config: dict, root: str | Path = ".", progress: bool = False) -> dict:
-    """Train one run into ``runs/<name>/`` (skip when finished, resume when interrupted). Returns the summary."""
-    import torch
-
-    from .device import resolve
-    from .experiments import KINDS
-
-    folder = Path(root) / "runs" / name
-    cfg_file, summ_file = folder / "config.json", folder / "summary.json"
-    ident = identity(config)
-    if cfg_file.exists():
-        if read_json(cfg_file) != ident:
-            shutil.rmtree(folder)
-        elif summ_file.exists():
-            return read_json(summ_file)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(ident, cfg_file)
-    clock, cpu = time.perf_counter(), time.process_time()
-    device = resolve(config.get("device", "cpu"))
-    table, info = KINDS[config["kind"]].run(ident | {"device": str(device)}, folder, progress)
-    theta = info.pop("theta")
-    table.to_csv(folder / "trajectory.csv.tmp", index=False)
-    (folder / "trajectory.csv.tmp").replace(folder / "trajectory.csv")
-    atomic_save({"theta": theta.cpu(), "config": ident}, folder / "final.pt")
-    sharp = table["sharpness"].dropna() if "sharpness" in table else table["t"].iloc[:0]
-    summary = {
-        "name": name, "kind": config["kind"], "P": int(theta.numel()), "N": config["n"],
-        "steps": int(table["step"].max()), "t_end": float(table["t"].iloc[-1]),
-        "loss_end": float(table["loss"].iloc[-1]),
-        "sharpness_init": float(sharp.iloc[0]) if len(sharp) else None,
-        "sharpness_max": float(sharp.max()) if len(sharp) else None,
-        "wall_seconds": time.perf_counter() - clock, "cpu_seconds": time.process_time() - cpu,
-        "torch_threads": torch.get_num_threads(),
-        "device": str(theta.device),
-    } | info
-    write_json(summary, summ_file)
-    for f in ("phase1.pt", "checkpoint.pt"):
-        (folder / f).unlink(missing_ok=True)
-    return summary
 
 
 def stage_items(stage: str, root: str | Path) -> tuple[dict, list[tuple[str, dict]]]:
@@ -106,14 +51,14 @@ def execute_stage(stage: str, root: str | Path = ".", executor=None, progress: b
     """Run every unfinished run of ``runs/_plan/<stage>.json`` with ``executor`` (default: local processes,
     ``executor.workers`` of them) and prune run folders the plan no longer has. Raises :class:`StageFailed`
     naming every failed run after the others have finished."""
-    from .executors import LocalExecutor
+    from .executors import build_executor
 
     st, items = stage_items(stage, root)
     prune_stage(st, root)
     todo = [(n, c) for n, c in items if not run_finished(n, c, root)]
     print(f"{stage}: {len(items) - len(todo)} of {len(items)} runs finished, {len(todo)} to run", flush=True)
     if todo:
-        (executor or LocalExecutor()).run(todo, Path(root), progress=progress)
+        (executor or build_executor(None)).run(todo, Path(root), progress=progress)
 
 
 def planned_config(name: str, root: str | Path) -> dict:
@@ -128,14 +73,12 @@ def planned_config(name: str, root: str | Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """``python -m eoslib.execute [--root R] (--stage ID | --run NAME) [--progress]`` (also ``eoslib train``).
 
-    Reads only the plan files and params.yaml's ``executor`` (validated by check-params before), so a training
-    stage's code dependencies are the training code alone."""
+    Reads only the plan files and the validated params' ``executor`` (written by check-params)."""
     import argparse
     import sys
 
-    import yaml
-
     from .executors import build_executor
+    from .io import read_params
 
     ap = argparse.ArgumentParser(prog="python -m eoslib train", description="train a stage's runs (or one run)")
     ap.add_argument("--root", default=".", help="profile folder holding params.yaml")
@@ -148,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     try:
         if a.stage:
-            spec = (yaml.safe_load((root / "params.yaml").read_text()) or {}).get("executor")
-            execute_stage(a.stage, root, executor=build_executor(spec), progress=a.progress)
+            execute_stage(a.stage, root, executor=build_executor(read_params(root).get("executor")),
+                          progress=a.progress)
         else:
             execute_run(a.run, planned_config(a.run, root), root, progress=a.progress)
     except (KeyError, FileNotFoundError) as e:

@@ -2,8 +2,8 @@
 
 ``params.yaml``: ``executor: {kind: local, workers: 2}``. An executor has ``run(items, root, progress)``
 with ``items`` = [(run name, resolved config)]; it executes every item (each with
-:func:`eoslib.execute.execute_run`, which skips finished runs and resumes interrupted ones from their
-checkpoints), waits for all of them, and raises :class:`eoslib.execute.StageFailed` naming every run that
+:func:`eoslib.run.execute_run`, which skips finished runs and resumes interrupted ones from their
+checkpoints), waits for all of them, and raises :class:`eoslib.run.StageFailed` naming every run that
 failed, with its error and log. A new executor is one class registered in :data:`EXECUTORS`.
 """
 from __future__ import annotations
@@ -13,15 +13,31 @@ import traceback
 from pathlib import Path
 
 from .registry import Registry
-from .schema import Int, Opt
+from .schema import Any_, Int, ListOf, MapOf, Num, Opt, Text
 
 #: executor kind → class; ``executor: {kind: <name>, **kwargs}`` builds ``EXECUTORS[kind](**kwargs)``
 EXECUTORS: Registry[type] = Registry("executor")
 
+#: the ``executor: {kind: slurm, …}`` keys (:class:`eoslib.slurm.SlurmExecutor`'s keywords)
+SLURM_SCHEMA = {
+    "partition": Opt(Text()),                                # default: the cluster's default partition
+    "time": Opt(Int(), 60),                                  # minutes per job (requeued at the limit)
+    "cpus_per_task": Opt(Int(), 1),                          # match params.yaml's `threads`
+    "gpus_per_node": Opt(Int(minimum=0), 0),
+    "mem_gb": Opt(Num()),                                    # default: the partition's default
+    "max_jobs": Opt(Int(minimum=0), 0),                      # jobs of a stage queued at once; 0: all
+    "folder": Opt(Text(), "runs/_slurm"),                    # submitit's pickles and job logs (under root)
+    "poll": Opt(Num(), 10.0),                                # seconds between squeue calls
+    "requeues": Opt(Int(minimum=0), 3),                      # time-limit requeues per job
+    "setup": Opt(ListOf(Text(), unique=False, nonempty=False), []),  # shell lines run before the job
+    "sbatch": Opt(MapOf(Any_(), nonempty=False, what="sbatch option value"), {}),  # e.g. {qos: high}
+}
+EXECUTORS.lazy("slurm", "eoslib.slurm:SlurmExecutor", label="Slurm jobs (submitit)", schema=SLURM_SCHEMA)
+
 
 def _execute_one(args: tuple[str, dict, str, bool]) -> tuple[str, float, str | None]:
     """(name, seconds, error text or None) — never raises, so one failed run does not stop the others."""
-    from .execute import execute_run
+    from .run import execute_run
 
     name, config, root, progress = args
     t = time.perf_counter()
@@ -37,7 +53,7 @@ def _execute_one(args: tuple[str, dict, str, bool]) -> tuple[str, float, str | N
 
 
 def _raise_failures(failures: list[tuple[str, str]], root: Path) -> None:
-    from .execute import StageFailed
+    from .run import StageFailed
 
     if failures:
         lines = [f"{len(failures)} run(s) failed:"]
@@ -84,4 +100,3 @@ def build_executor(spec: dict | None):
     return EXECUTORS[spec.pop("kind")](**spec)
 
 
-from . import slurm  # noqa: E402,F401  (registers the "slurm" executor; submitit is imported only when it runs)

@@ -287,7 +287,7 @@ class Constraint:
 
 def constraint(name: str, objective, probe: int | None = None, seed: int = 0, **kw) -> Constraint:
     """The registered constraint ``name`` of an MLP objective on ``probe_subset(objective.X, probe, seed)``
-    (the probe rows :class:`eoslib.measure.Measurement` uses with the same probe and seed). ``kw``: of
+    (the probe rows :class:`eoslib.measurement.Measurement` uses with the same probe and seed). ``kw``: of
     :class:`ChainTerms` (tol, max_matvecs, gram_max)."""
     from .alignment import probe_subset
 

@@ -64,8 +64,13 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def read_params(root: str | os.PathLike = ".") -> dict:
-    """The profile's params.yaml as plain YAML, not validated: for pipeline stages downstream of
-    ``check-params`` (which validated it), so that they do not depend on every registry's code."""
-    import yaml
+    """The profile's validated params (defaults filled in), as ``check-params`` — the first stage — wrote them to
+    ``runs/_plan/params.json``: every later stage and notebook reads params through here, so none re-applies
+    defaults by hand or depends on the registries' code."""
+    from .paths import VALIDATED_PARAMS
 
-    return yaml.safe_load((Path(root) / "params.yaml").read_text())
+    f = Path(root) / VALIDATED_PARAMS
+    if not f.exists():
+        raise FileNotFoundError(f"{f} missing: validate the params first (`python -m eoslib check-params --root {root}`, "
+                                "the first stage of `dvc repro`)")
+    return read_json(f)

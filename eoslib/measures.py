@@ -9,7 +9,7 @@ Each measure is ONE definition registered in :data:`MEASURES` with a label (for 
   lists them).
 
 :func:`measure_point` evaluates a list of names at θ; the ``endpoints`` stage calls it at every sweep end point
-and :class:`eoslib.measure.Measurement` along trajectories. Adding a measure: one decorated function here,
+and :class:`eoslib.measurement.Measurement` along trajectories. Adding a measure: one decorated function here,
 then its name in ``params.yaml`` (``powerlaw.measures``) — the end points are re-measured, nothing is retrained.
 
 Notation (paper-notes §2): α(x) = ‖P₁(x)‖₂ / Πₖ‖Jᵏ(x)‖₂ (chain alignment), ‖P₁‖₂ the chain gain.

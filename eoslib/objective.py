@@ -28,11 +28,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-from .losses import LOSSES as _LOSS_REGISTRY
 from .losses import Loss, get_loss
 
-#: registered loss names (the registry is :data:`eoslib.losses.LOSSES`; this tuple is kept for old imports)
-LOSSES = tuple(_LOSS_REGISTRY.names())
 HVP_METHODS = ("backward", "batched", "jvp")
 
 

@@ -5,12 +5,12 @@
   setting has the same colour in every notebook), :func:`lr_palette` (GD step sizes), :data:`SOLVER_COLORS`
   (reference flow, exponential Euler), :func:`layer_palette`;
 * labels with units and the loss convention: :data:`LABELS`, :func:`label`, :func:`sharpness_label`,
-  :func:`loss_label`, :func:`setting_label`, :data:`LOSS_CONVENTION`;
+  :func:`loss_label`, :func:`setting_label`, :data:`LOSS_FULL`;
 * :func:`save_figure` — ``figures/<name>.png`` (dpi 150, for the README) and ``figures/<name>.pdf``;
 * :func:`write_metrics` — ``metrics/<name>.json`` (JSON-safe: NaN/inf → null), the numbers a notebook reports.
 
-Nothing here computes results: the notebooks take their numbers from :mod:`eoslib.ledger` and the run folders
-(:mod:`eoslib.results`), so a notebook and ``CLAIMS.md`` agree.
+Nothing here computes results: the notebooks take their numbers from the ledger's ``metrics/claims.json``
+(:func:`eoslib.results.claim_row`) and the run folders (:mod:`eoslib.results`), so a notebook and ``CLAIMS.md`` agree.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _loss_entry(name):
 LOSS_SHORT = _FromRegistry(lambda n: _loss_entry(n).label)
 #: the loss conventions (paper-notes §2), spelled out under a figure by :func:`loss_footnote`
 LOSS_FULL = _FromRegistry(lambda n: _loss_entry(n).meta.get("convention", _loss_entry(n).label))
-LOSS_CONVENTION = LOSS_FULL
+
 
 #: axis labels with units / definitions (mathtext)
 LABELS = {
@@ -340,8 +340,8 @@ def seeds_note(table, by: str = "setting", seed: str = "seed") -> str:
 
 
 def verdict_text(key: str, row: Mapping, heading: str = "verdict") -> str:
-    """A ledger row (:func:`eoslib.ledger.claim_result` / ``judge_claim``) as printed by the notebooks:
-    ``<key> <heading> (criteria v<k>): <verdict>`` then the measured summary and the criterion."""
+    """A ledger row (:func:`eoslib.results.claim_row`; :func:`eoslib.claims.judge_claim` has the same keys) as printed
+    by the notebooks: ``<key> <heading> (criteria v<k>): <verdict>`` then the measured summary and the criterion."""
     v = row.get("criteria_version")
     out = f"{key} {heading}{'' if v is None else f' (criteria v{v})'}: {row['verdict']}\n  {row['summary']}"
     return out + (f"\n  criterion: {row['criterion']}" if row.get("criterion") else "")
@@ -410,7 +410,7 @@ def write_metrics(name: str, numbers: Mapping, root: str | Path | None = None) -
 
 
 __all__ = ["set_style", "setting_palette", "lr_palette", "layer_palette", "SOLVER_COLORS", "SOLVER_NAMES",
-           "LABELS", "LOSS_CONVENTION", "label", "sharpness_label", "loss_label", "setting_label", "lr_label", "model_label",
+           "LABELS", "label", "sharpness_label", "loss_label", "setting_label", "lr_label", "model_label",
            "settings_table", "log_axis_if_wide", "panel_letters", "note", "not_measured", "seed_grid", "seed_spread",
            "seeds_label", "seeds_note", "SPREAD_NOTE", "verdict_text", "loss_footnote", "tidy_log_axes", "save_figure",
            "write_metrics", "LOSS_SHORT", "LOSS_FULL"]

@@ -36,27 +36,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .executors import EXECUTORS
-from .schema import Any_, Int, ListOf, MapOf, Num, Opt, Text
 
 #: Slurm job states after which a job never runs again (COMPLETING is not one: its processes are alive)
 FINAL_STATES = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
                           "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"})
-
-SCHEMA = {
-    "partition": Opt(Text()),                                # default: the cluster's default partition
-    "time": Opt(Int(), 60),                                  # minutes per job (requeued at the limit)
-    "cpus_per_task": Opt(Int(), 1),                          # match params.yaml's `threads`
-    "gpus_per_node": Opt(Int(minimum=0), 0),
-    "mem_gb": Opt(Num()),                                    # default: the partition's default
-    "max_jobs": Opt(Int(minimum=0), 0),                      # jobs of a stage queued at once; 0: all
-    "folder": Opt(Text(), "runs/_slurm"),                    # submitit's pickles and job logs (under root)
-    "poll": Opt(Num(), 10.0),                                # seconds between squeue calls
-    "requeues": Opt(Int(minimum=0), 3),                      # time-limit requeues per job
-    "setup": Opt(ListOf(Text(), unique=False, nonempty=False), []),  # shell lines run before the job
-    "sbatch": Opt(MapOf(Any_(), nonempty=False, what="sbatch option value"), {}),  # e.g. {qos: high}
-}
-
 
 def job_name(run: str) -> str:
     """The Slurm job name of run ``run`` (deterministic, so a re-run finds the run's queued job)."""
@@ -70,7 +53,7 @@ class RunJob:
     preemption with the same arguments: the run resumes from its own checkpoint."""
 
     def __call__(self, name: str, config: dict, root: str) -> dict:
-        from .execute import execute_run
+        from .run import execute_run
 
         try:
             return execute_run(name, config, root)
@@ -113,7 +96,6 @@ class TrackedJob:
         return self.folder / f"{self.id}_0_result.pkl"
 
 
-@EXECUTORS.register("slurm", label="Slurm jobs (submitit)", schema=SCHEMA)
 class SlurmExecutor:
     """One Slurm job per run (see the module docstring); every parameter is optional."""
 
@@ -129,7 +111,7 @@ class SlurmExecutor:
     # ------------------------------------------------------------------------------------------ the stage
     def run(self, items: list[tuple[str, dict]], root: Path, progress: bool = False) -> None:
         """Submit a job per run (or attach to its job still in the queue), wait for all, raise
-        :class:`~eoslib.execute.StageFailed` naming every run that did not finish. ``progress``: also print
+        :class:`~eoslib.run.StageFailed` naming every run that did not finish. ``progress``: also print
         how many jobs run and wait whenever that changes."""
         root = Path(root).resolve()
         folder = root / self.folder
@@ -219,7 +201,7 @@ class SlurmExecutor:
 
         A job without a result that looks over must look so on two consecutive polls: a preempted job is
         requeued (PENDING again) under the same id, and a shared filesystem may show files late."""
-        from .execute import run_finished
+        from .run import run_finished
 
         job.state = state or "gone from the queue"
         if state is not None and state not in FINAL_STATES:
@@ -242,7 +224,7 @@ class SlurmExecutor:
         return "the job ended before the run finished" + (f" ({why})" if why else "")
 
     def _raise(self, failures: list[tuple[TrackedJob, str]], root: Path) -> None:
-        from .execute import StageFailed
+        from .run import StageFailed
 
         if failures:
             lines = [f"{len(failures)} run(s) failed:"]

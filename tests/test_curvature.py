@@ -9,7 +9,7 @@ from torch.func import jacrev
 from conftest import dense_jacobian_and_criterion_hessian, tiny_objective
 from eoslib.curvature import block_bounds, layer_blocks, layer_shares, per_example_bound, top_curvature
 from eoslib.eigen import top_eigenpairs
-from eoslib.measure import Measurement
+from eoslib.measurement import Measurement
 from eoslib.objective import Objective
 from eoslib.solvers import ExponentialEuler
 from eoslib.training import Stop, train
@@ -146,7 +146,7 @@ def test_top_subspace_shares_match_the_dense_eigenspace():
     """shareq_k = Σ_j λ_j‖w_{j,k}‖²/Σ_j λ_j over the top-q eigenpairs of G (q = the loss's outlier count),
     against the dense eigendecomposition of G; the shares sum to 1."""
     from eoslib.curvature import layer_blocks
-    from eoslib.measure import Measurement
+    from eoslib.measurement import Measurement
 
     ob = tiny_objective("ce", depth=3, q=4)
     theta = ob.theta0 + 0.3 * torch.randn(ob.P, dtype=torch.float64, generator=torch.Generator().manual_seed(4))

@@ -228,8 +228,8 @@ def test_finished_runs_are_kept_and_changed_ones_redone(workspace):
     assert (folders[0] / "summary.json").stat().st_mtime_ns == stamps[0]  # finished run kept
     assert (folders[1] / "summary.json").stat().st_mtime_ns != stamps[1]  # unfinished run redone
     r = _run(["dvc", "status"], ws, env)
-    assert "sweep@fmnist-tanh-ce" in r.stdout  # its output changed (timings), so dvc sees it
-    _run(["dvc", "commit", "-f", "sweep@fmnist-tanh-ce"], ws, env)
+    assert "sweep-fmnist-tanh-ce" in r.stdout  # its output changed (timings), so dvc sees it
+    _run(["dvc", "commit", "-f", "sweep-fmnist-tanh-ce"], ws, env)
 
 
 def test_profile_run_splits_a_planned_run(workspace):

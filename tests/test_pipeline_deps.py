@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES = [REPO] + sorted(p.parent for p in (REPO / "profiles").glob("*/params.yaml"))
 
 
-@pytest.mark.parametrize("module", ["eoslib.execute", "eoslib.endpoints", "eoslib.ledger", "eoslib.config",
-                                    "eoslib.notebooks"])
+@pytest.mark.parametrize("module", ["eoslib.execute", "eoslib.endpoints", "eoslib.fits", "eoslib.claims.__main__",
+                                    "eoslib.config", "eoslib.notebooks"])
 def test_closure_covers_what_python_imports(module):
     """The static closure (imports anywhere in the source, lazy ones included) contains every eoslib module that
     importing the stage's module and running its imports loads at run time."""
@@ -36,12 +36,17 @@ def test_closure_covers_what_python_imports(module):
 
 def test_training_does_not_depend_on_loading_code_and_fits_do():
     train = set(import_closure("eoslib.execute"))
-    fit = set(import_closure("eoslib.ledger"))
-    for f in ("eoslib/results.py", "eoslib/ledger.py", "eoslib/config.py", "eoslib/plotting.py", "eoslib/powerlaw.py"):
+    fit = set(import_closure("eoslib.fits"))
+    ledger = set(import_closure("eoslib.claims.__main__"))
+    for f in ("eoslib/results.py", "eoslib/fits.py", "eoslib/claims/ledger.py", "eoslib/config.py",
+              "eoslib/plotting.py", "eoslib/powerlaw.py"):
         assert f not in train, f
-    assert {"eoslib/results.py", "eoslib/powerlaw.py", "eoslib/ledger.py"} <= fit
+    assert {"eoslib/results.py", "eoslib/powerlaw.py", "eoslib/fits.py"} <= fit
+    assert {"eoslib/results.py", "eoslib/claims/ledger.py", "eoslib/claims/c1.py",
+            "eoslib/claims/sensitivity.py"} <= ledger
+    assert not any(f.startswith("eoslib/claims/") for f in fit)  # a claim's edit does not re-run the fits
     for f in ("eoslib/training.py", "eoslib/solvers/base.py", "eoslib/execute.py", "eoslib/objective.py"):
-        assert f not in fit, f
+        assert f not in fit and f not in ledger, f
 
 
 @pytest.mark.parametrize("root", PROFILES, ids=lambda p: p.name)
@@ -55,6 +60,6 @@ def test_stage_deps_are_the_closures():
     code = lambda deps: {d for d in deps if d.startswith("eoslib/")}  # noqa: E731
     assert code(doc["traj"]["deps"]) == set(import_closure("eoslib.execute"))
     assert code(doc["sweep"]["do"]["deps"]) == set(import_closure("eoslib.execute"))
-    assert code(doc["fit"]["deps"]) == set(import_closure("eoslib.ledger"))
-    assert code(doc["ledger"]["deps"]) == set(import_closure("eoslib.ledger"))
+    assert code(doc["fit"]["deps"]) == set(import_closure("eoslib.fits"))
+    assert code(doc["ledger"]["deps"]) == set(import_closure("eoslib.claims.__main__"))
     assert code(doc["endpoints"]["do"]["deps"]) == set(import_closure("eoslib.endpoints"))

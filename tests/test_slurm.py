@@ -227,7 +227,7 @@ def test_cancelled_job_is_reported_and_resumed_from_its_checkpoint(cluster, gd_c
     resumed, uninterrupted = table(root, "b/long").drop(columns="resumed_from_checkpoint"), table(ref, "b/long")
     pd.testing.assert_frame_equal(resumed.iloc[:-1], uninterrupted.iloc[:-1])  # every step, bit for bit
     # The final row's measurements (curvature, shares, alignment) agree to the eigensolver's tolerance only:
-    # eoslib.measure.Measurement warm-starts its eigenvectors from its previous measurement, and that state is
+    # eoslib.measurement.Measurement warm-starts its eigenvectors from its previous measurement, and that state is
     # not in the checkpoint, so after a resume it starts cold. Both results meet the solver's relative residual
     # tol = 1e-3 (Measurement's default), so eigenvalues agree to ~1e-3 relative and shares (fractions summing
     # to 1) to ~1e-3 absolute; measured: ≤ 6e-6 relative and ≤ 5e-5 absolute.

@@ -126,7 +126,7 @@ def test_resume_restores_the_measurement_hook(tmp_path):
     """The measurement hook's warm-start eigenvectors are checkpointed: a resumed run measures the same values
     bit for bit (before, the measured rows after a resume differed within the eigensolver tolerance)."""
     from conftest import tiny_objective
-    from eoslib.measure import Measurement
+    from eoslib.measurement import Measurement
 
     ob = tiny_objective("ce")
     mk = lambda: [Measurement(every=2, tol=1e-3, alignment=False)]  # noqa: E731

@@ -1,4 +1,6 @@
-"""Experiment kinds: one module each, registered in :data:`KINDS` (see :mod:`eoslib.experiments.base`).
+"""Experiment kinds: the *catalog*. One module each (defining ``EXPERIMENT``, an
+:class:`eoslib.experiments.base.Experiment`), imported only when its kind is looked up (``KINDS[name]``), so a
+run's code — and its DVC stage's dependencies — include its own kind only.
 
 | kind | params section | module | what |
 |---|---|---|---|
@@ -10,8 +12,33 @@
 | ``agree`` | ``agreement`` | ``agreement.py`` | the sweep's end points with a second solver |
 | ``sens`` | ``sensitivity`` | ``sensitivity.py`` | trajectory claims under init / depth / width variants |
 | ``intervene`` | ``intervention`` | ``intervention.py`` | the flow with ᾱ (or a placebo) held fixed (C3, causal) |
-"""
-from . import agreement, compare, cost, gd, intervention, sensitivity, sweep, trajectory  # noqa: F401  (each registers its kind)
-from .base import KINDS, Experiment, Stage
 
-__all__ = ["KINDS", "Experiment", "Stage"]
+A new kind: one module defining ``EXPERIMENT`` plus one ``KINDS.lazy`` line here (``section``: its key in
+``params.yaml``).
+"""
+from __future__ import annotations
+
+from ..registry import Registry
+
+#: kind name → :class:`~eoslib.experiments.base.Experiment` (imported on lookup); meta ``section``: the
+#: params.yaml key that plans the kind's runs
+KINDS: Registry = Registry("experiment kind")
+
+for _name, _module, _section, _label in (
+        ("sweep", "sweep", "sweep", "power-law sweep"),
+        ("traj", "trajectory", "trajectories", "measured flow trajectory"),
+        ("gd", "gd", "gd", "gradient descent"),
+        ("compare", "compare", "reference", "comparison with the reference flow"),
+        ("cost", "cost", "cost", "error versus cost"),
+        ("agree", "agreement", "agreement", "solver agreement"),
+        ("sens", "sensitivity", "sensitivity", "sensitivity"),
+        ("intervene", "intervention", "intervention", "intervention on the alignment")):
+    KINDS.lazy(_name, f"{__name__}.{_module}:EXPERIMENT", label=_label, section=_section)
+
+
+def section(kind: str) -> str:
+    """The params.yaml section of ``kind`` (without importing the kind's module)."""
+    return KINDS.entry(kind).meta["section"]
+
+
+__all__ = ["KINDS", "section"]

@@ -9,7 +9,7 @@ solver; the ``endpoints`` stage measures them beside the sweep's, and the ledger
 from __future__ import annotations
 
 from ..schema import Int, ListOf
-from .base import KINDS, SOLVER_SPEC, Experiment, Stage, base_config
+from .base import SOLVER_SPEC, Experiment, Stage, base_config
 from .sweep import run as sweep_run
 
 SCHEMA = {
@@ -35,5 +35,4 @@ def plan(p: dict) -> dict[str, Stage]:
     return out
 
 
-KINDS.add("agree", Experiment("agreement", plan, sweep_run, "the sweep's end points with a second solver"),
-          label="solver agreement", schema=SCHEMA)
+EXPERIMENT = Experiment("agreement", plan, sweep_run, "the sweep's end points with a second solver", schema=SCHEMA)

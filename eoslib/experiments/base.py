@@ -1,10 +1,10 @@
 """What every experiment kind shares: the registry, the resolved run config, and building its objective.
 
-An *experiment kind* (sweep, trajectory, gd, compare, …) is one module of this package defining an
-:class:`Experiment` — ``plan(params)`` (stage id → the resolved configs of its runs) and
-``run(config, folder, progress)`` (train one run into its folder) — registered in :data:`KINDS` with the
-schema of its ``params.yaml`` section. Config validation, planning and execution read the registry, so a new
-experiment is one file plus its ``params.yaml`` section and a stage in the pipeline (:mod:`eoslib.pipeline`).
+An *experiment kind* (sweep, trajectory, gd, compare, …) is one module of this package defining
+``EXPERIMENT``, an :class:`Experiment` — ``plan(params)`` (stage id → the resolved configs of its runs),
+``run(config, folder, progress)`` (train one run into its folder) and the schema of its ``params.yaml``
+section — listed in the catalog :data:`eoslib.experiments.KINDS`. Config validation, planning, execution and
+the pipeline read the catalog, so a new experiment is one file, one catalog line and its ``params.yaml`` section.
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..registry import Registry
 from ..schema import ParamsError, Tagged, fail
 from ..solvers import SOLVERS
 
@@ -32,7 +31,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment kind. ``section``: its key in params.yaml (schema in the registry entry);
+    """One experiment kind. ``section``: its key in params.yaml; ``schema``: that section's schema;
     ``plan(params) -> {stage id: Stage}``; ``run(config, folder, progress) -> (table, info)`` where ``info``
     goes into summary.json (``theta``, the final parameters, is popped into final.pt)."""
 
@@ -40,11 +39,7 @@ class Experiment:
     plan: Callable[[dict], dict[str, Stage]]
     run: Callable[[dict, Path, bool], tuple[Any, dict]]
     describe: str = ""
-    extra: dict = field(default_factory=dict)
-
-
-#: kind name → :class:`Experiment`
-KINDS: Registry[Experiment] = Registry("experiment kind")
+    schema: Mapping[str, Any] = field(default_factory=dict)
 
 #: a solver spec in params.yaml: ``{name: <registered solver>, **its keywords}``
 SOLVER_SPEC = Tagged(SOLVERS)
@@ -130,5 +125,5 @@ def build_solver(spec: Mapping):
     return _build(spec)
 
 
-__all__ = ["KINDS", "SOLVER_SPEC", "Experiment", "Stage", "ParamsError", "setting_config", "check_size", "base_config",
+__all__ = ["SOLVER_SPEC", "Experiment", "Stage", "ParamsError", "setting_config", "check_size", "base_config",
            "solver_spec", "build_objective", "build_solver"]

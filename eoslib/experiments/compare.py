@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import Choice, Int, ListOf, Num, Text
-from .base import KINDS, Experiment, Stage, base_config, build_objective, build_solver, solver_spec
+from .base import Experiment, Stage, base_config, build_objective, build_solver, solver_spec
 
 SCHEMA = {
     "setting": Text(),
@@ -71,7 +71,8 @@ def distances(snapshots: Mapping[str, Sequence[tuple[float, "Tensor"]]], referen
 def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]:
     """The flow solver to the loss threshold, GD at each η to the same flow time, the reference at all their
     snapshot times."""
-    from ..solvers import GradientDescent, ReferenceFlow
+    from ..solvers.gd import GradientDescent
+    from ..solvers.reference import ReferenceFlow
     from ..training import Stop, train
 
     objective, _ = build_objective(config)
@@ -114,5 +115,4 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     return pd.concat(tables.values(), ignore_index=True), info
 
 
-KINDS.add("compare", Experiment("reference", plan, run, "solvers against a high-accuracy reference flow"),
-          label="comparison with the reference flow", schema=SCHEMA)
+EXPERIMENT = Experiment("reference", plan, run, "solvers against a high-accuracy reference flow", schema=SCHEMA)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import Any_, Choice, Int, ListOf, Num, Text, Where, fail
-from .base import KINDS, Experiment, Stage, base_config, build_objective, build_solver
+from .base import Experiment, Stage, base_config, build_objective, build_solver
 from .compare import distances
 
 
@@ -81,7 +81,7 @@ def order(steps, errors) -> float:
 
 
 def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]:
-    from ..solvers import ReferenceFlow
+    from ..solvers.reference import ReferenceFlow
     from ..training import Stop, train
 
     objective, _ = build_objective(config)
@@ -130,5 +130,4 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     return pd.concat(tables, ignore_index=True), info
 
 
-KINDS.add("cost", Experiment("cost", plan, run, "error versus cost of the flow solvers against a reference"),
-          label="error versus cost", schema=SCHEMA)
+EXPERIMENT = Experiment("cost", plan, run, "error versus cost of the flow solvers against a reference", schema=SCHEMA)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..schema import Int, ListOf, Num, Opt, Text
-from .base import KINDS, Experiment, Stage, base_config
+from .base import Experiment, Stage, base_config
 from .trajectory import run_measured
 
 SETUP = {"setting": Text(), "n": Int(minimum=2), "lrs": ListOf(Num()), "control_lrs": Opt(ListOf(Num(), nonempty=False), [])}
@@ -49,5 +49,4 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     return run_measured(config, folder, progress, until)
 
 
-KINDS.add("gd", Experiment("gd", plan, run, "gradient descent at several step sizes, with negative controls"),
-          label="gradient descent", schema=SCHEMA)
+EXPERIMENT = Experiment("gd", plan, run, "gradient descent at several step sizes, with negative controls", schema=SCHEMA)

@@ -7,11 +7,11 @@ solver honours ``dt_cap``), then the projected flow θ' = −P∇L holding the c
 there (:mod:`eoslib.intervention`: ``alpha`` holds ᾱ, the placebo ``norms`` holds the probe mean of
 Σₖ log‖Jᵏ‖) to the same horizon. The projection needs a gradient-only solver (``gd``, ``agd``, ``rkc``);
 the default ``agd`` (Δt = min(Δt_max, c/λ₁), c = 1) stays below the edge of stability 2/λ₁, so λ_max is the
-flow's. ᾱ and the constraints use the probe rows of :class:`~eoslib.measure.Measurement` (same probe, seed).
+flow's. ᾱ and the constraints use the probe rows of :class:`~eoslib.measurement.Measurement` (same probe, seed).
 
 Columns of ``trajectory.csv``: the solver's record (``sharpness`` = λ_max(∇²L) at every iterate for agd/rkc),
 every ``measure_every`` steps of the free run and of an arm's held phase (from the switch on; before it the
-free run has them) the :class:`~eoslib.measure.Measurement` columns (eigen-solves of the operators in
+free run has them) the :class:`~eoslib.measurement.Measurement` columns (eigen-solves of the operators in
 ``curvature``, alignment measures on the probe), at every iterate the chain-gain
 decomposition ``abar`` (ᾱ), ``log_alpha_mean``, ``log_norms_mean``, ``log_chain_mean`` (mean log‖P₁‖ = mean
 log α + mean Σₖ log‖Jᵏ‖), ``phase`` (``free`` | ``hold``), and in the held phase the projection's ``c``,
@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..causal import CHAIN_COLUMNS, LOSS_RTOL, _float, lam_max, loss_levels, value_at
+from ..tables import CHAIN_COLUMNS, LOSS_RTOL, _float, lam_max, loss_levels, value_at
 from ..curvature import OPERATORS
 from ..intervention import CONSTRAINTS
 from ..schema import Choice, Int, ListOf, Num, Opt, Text, Where, fail
-from .base import KINDS, SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, setting_config
+from .base import SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, setting_config
 
 #: solvers that only take gradients (and Hessian products for their step size): the projection applies to them
 GRADIENT_ONLY = ("gd", "agd", "rkc")
@@ -160,7 +160,7 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     from ..alignment import probe_subset
     from ..intervention import ChainTerms, Constraint, ProjectedObjective, ProjectedSolver
     from ..io import atomic_save
-    from ..measure import Measurement
+    from ..measurement import Measurement
     from ..training import Stop, train
 
     objective, _ = build_objective(config)
@@ -246,5 +246,4 @@ def summarize(table: pd.DataFrame, config: Mapping) -> dict:
     return out
 
 
-KINDS.add("intervene", Experiment("intervention", plan, run, "the flow with ᾱ (or the placebo) held fixed"),
-          label="intervention on the alignment", schema=SCHEMA)
+EXPERIMENT = Experiment("intervention", plan, run, "the flow with ᾱ (or the placebo) held fixed", schema=SCHEMA)

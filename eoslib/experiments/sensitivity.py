@@ -8,7 +8,7 @@ Section ``sensitivity`` of params.yaml: ``{setting, n, seeds, variants: {init: [
 from __future__ import annotations
 
 from ..schema import Choice, Int, ListOf, Opt, Text
-from .base import KINDS, Experiment, Stage, base_config, solver_spec
+from .base import Experiment, Stage, base_config, solver_spec
 from .trajectory import run as traj_run
 
 FACTORS = ("init", "depth", "width")
@@ -48,5 +48,4 @@ def plan(p: dict) -> dict[str, Stage]:
 
 
 # each variant runs as a measured flow trajectory (the traj kind's run)
-KINDS.add("sens", Experiment("sensitivity", plan, traj_run, "trajectory claims under init/depth/width variants"),
-          label="sensitivity", schema=SCHEMA)
+EXPERIMENT = Experiment("sensitivity", plan, traj_run, "trajectory claims under init/depth/width variants", schema=SCHEMA)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..schema import Int, ListOf, Num, Opt, Text
-from .base import KINDS, SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, solver_spec
+from .base import SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, solver_spec
 
 class Sizes(ListOf):
     """Ascending sizes N ≥ 2, optionally ending with ``full``: each setting's whole training set (then the sizes
@@ -132,5 +132,4 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     return tab, info
 
 
-KINDS.add("sweep", Experiment("sweep", plan, run, "power-law sweep over N × seeds to two end points"),
-          label="power-law sweep", schema=SCHEMA)
+EXPERIMENT = Experiment("sweep", plan, run, "power-law sweep over N × seeds to two end points", schema=SCHEMA)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..schema import Int, ListOf, MapOf, Opt, Text
-from .base import KINDS, SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, solver_spec
+from .base import SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, solver_spec
 
 OVERRIDE = {"n": Opt(Int(minimum=2)), "measure_every": Opt(Int()), "max_steps": Opt(Int())}
 SCHEMA = {
@@ -46,7 +46,7 @@ def plan(p: dict) -> dict[str, Stage]:
 
 def run_measured(config: dict, folder: Path, progress: bool, until) -> tuple[pd.DataFrame, dict]:
     """Train with the measurement hook every ``measure_every`` steps (shared by the traj and gd kinds)."""
-    from ..measure import Measurement
+    from ..measurement import Measurement
     from ..training import train
 
     objective, _ = build_objective(config)
@@ -63,5 +63,4 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     return run_measured(config, folder, progress, Stop(loss=config["loss_threshold"], steps=config["max_steps"]))
 
 
-KINDS.add("traj", Experiment("trajectories", plan, run, "measured flow trajectories"),
-          label="measured flow trajectory", schema=SCHEMA)
+EXPERIMENT = Experiment("trajectories", plan, run, "measured flow trajectories", schema=SCHEMA)

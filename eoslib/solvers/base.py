@@ -7,8 +7,9 @@ solver reports (e.g. stage counts). Flow time t = Σ Δt is accumulated by :func
 Whatever a solver carries between steps (warm-start eigenvectors, step counters, spectral estimates) is in
 ``state_dict()`` so that checkpoints resume bit-for-bit.
 
-A new solver is one class in its own file, registered with ``@SOLVERS.register(name, label=..., schema=...)``
-(``schema``: the keys it accepts under ``solver:`` in ``params.yaml``, which are its constructor's keywords).
+A new solver is one class in its own file plus one line in the catalog, :mod:`eoslib.solvers`
+(``SOLVERS.lazy(name, "eoslib.solvers.<file>:<Class>", label=..., schema=...)``; ``schema``: the keys it accepts
+under ``solver:`` in ``params.yaml``, which are its constructor's keywords).
 """
 from __future__ import annotations
 
@@ -21,10 +22,6 @@ from torch import Tensor
 from ..eigen import (EigenConvergenceError, EigenConvergenceWarning, EigenResult, default_max_matvecs,
                      top_eigenpairs)
 from ..objective import Objective
-from ..registry import Registry
-
-#: name → solver class; ``solver: {name: <name>, **kwargs}`` in params.yaml builds ``SOLVERS[name](**kwargs)``
-SOLVERS: Registry[type] = Registry("solver")
 
 
 class EigenTracker:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..schema import Int, Num, Opt
-from .base import SOLVERS, EigenTracker, Solver, eig_record
+from .base import EigenTracker, Solver, eig_record
 
 
 def phi1(lam: Tensor, dt: float) -> Tensor:
@@ -17,9 +16,6 @@ def phi1(lam: Tensor, dt: float) -> Tensor:
     return torch.where(small, dt * (1 - x / 2), -torch.expm1(-x) / safe)
 
 
-@SOLVERS.register("ee", label="exponential Euler",
-                  schema={"dt_max": Num(), "tol": Opt(Num(), 1e-3), "guard": Opt(Int(minimum=0), 0),
-                          "stiff_dim": Opt(Int(minimum=0))})
 class ExponentialEuler(Solver):
     """Exponential Euler step.
 

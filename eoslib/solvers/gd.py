@@ -1,12 +1,9 @@
 """Gradient descent, as an integrator of the flow with Δt = η (and a sharpness-adaptive variant)."""
 from __future__ import annotations
 
-from ..schema import Int, Num, Opt
-from .base import SOLVERS, EigenTracker, Solver, eig_record
+from .base import EigenTracker, Solver, eig_record
 
 
-@SOLVERS.register("gd", label="gradient descent",
-                  schema={"lr": Num(), "track_every": Opt(Int()), "k": Opt(Int(), 1), "tol": Opt(Num(), 1e-3)})
 class GradientDescent(Solver):
     """Full-batch GD θ ← θ − η∇L(θ) (Δt = η). Tracks the top ``k`` Hessian eigenvalues every ``track_every``
     steps when set (warm-started, so tracking every step costs about one block HVP). The step counter that
@@ -31,8 +28,6 @@ class GradientDescent(Solver):
         return theta - self.lr * g, rec
 
 
-@SOLVERS.register("agd", label="sharpness-adaptive GD",
-                  schema={"dt_max": Num(), "c": Opt(Num(), 1.0), "tol": Opt(Num(), 1e-3)})
 class AdaptiveGD(Solver):
     """GD with the step tied to the sharpness: Δt = min(Δt_max, c/λ₁) (λ₁ ≤ 0 gives Δt_max).
 

@@ -48,8 +48,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from ..schema import Flag, Int, Num, Opt
-from .base import SOLVERS, EigenTracker, Solver, eig_record
+from .base import EigenTracker, Solver, eig_record
 
 #: Damping of the Chebyshev polynomial recommended by Verwer, Sommeijer & Hundsdorfer (2004).
 DEFAULT_DAMPING = 2 / 13
@@ -124,11 +123,6 @@ def stages_for(z: float, eps: float = DEFAULT_DAMPING, max_stages: int = 10_000)
     return s
 
 
-@SOLVERS.register("rkc", label="Runge–Kutta–Chebyshev",
-                  schema={"dt_max": Num(), "damping": Opt(Num(), DEFAULT_DAMPING), "safety": Opt(Num(), 1.2),
-                          "tol": Opt(Num(), 1e-2), "max_stages": Opt(Int(minimum=2), 1000),
-                          "adaptive": Opt(Flag(), True), "rtol": Opt(Num(), 1e-3),
-                          "atol": Opt(Num(positive=False, minimum=0), 1e-5)})
 class RungeKuttaChebyshev(Solver):
     """Damped second-order Runge–Kutta–Chebyshev integrator of the gradient flow (module docstring).
 
