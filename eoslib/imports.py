@@ -56,7 +56,8 @@ def module_imports(mod: str) -> set[str]:
 def import_closure(*modules: str) -> list[str]:
     """Source files (relative to the repository) of ``modules`` and every eoslib module they import."""
     seen: set[str] = set()
-    todo = list(modules)
+    # importing a module runs its packages' __init__ first
+    todo = [".".join(m.split(".")[:i]) for m in modules for i in range(1, len(m.split(".")) + 1)]
     while todo:
         m = todo.pop()
         if m in seen or _module_file(m) is None:

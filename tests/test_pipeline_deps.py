@@ -1,9 +1,11 @@
 """The DVC pipeline's dependencies are the code each stage runs — no more, no less.
 
-Regression (a code review): ``fit`` and ``ledger`` read the runs through the loading code but did not depend
-on it (stale outputs after an edit), while every training stage depended on it (editing the loading code
-retrained all runs). The dvc.yaml files are generated from the stages' import closures; these tests check the
-closures against what Python actually imports, and that every committed dvc.yaml is the generated one."""
+Regressions (code reviews): ``fit`` and ``ledger`` read the runs through the loading code but did not depend
+on it (stale outputs after an edit), while every training stage depended on it and, through registries that
+imported every plugin, on every solver, loader, executor and the analysis code. A training stage's deps are now
+the code its runs execute (eoslib.provenance, from the plan); the analysis stages' deps are their modules' import
+closures. These tests check the closures against what Python actually imports (a lazy catalog lookup included),
+and that every committed dvc.yaml is the generated one. tests/test_staleness.py asks DVC itself."""
 from __future__ import annotations
 
 import subprocess
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eoslib.pipeline import import_closure, render
+from eoslib.imports import import_closure
+from eoslib.pipeline import render
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = [REPO] + sorted(p.parent for p in (REPO / "profiles").glob("*/params.yaml"))
@@ -34,12 +37,48 @@ def test_closure_covers_what_python_imports(module):
         assert f"{rel}.py" in files or f"{rel}/__init__.py" in files, (module, m)
 
 
+def _training_code() -> set[str]:
+    from eoslib.config import load_params, plan
+    from eoslib.provenance import code_files
+
+    out: set[str] = set()
+    for root in PROFILES:
+        for st in plan(load_params(root / "params.yaml")).values():
+            out |= set(code_files(st["runs"].values()))
+    return out
+
+
+def test_a_run_loads_only_the_code_its_id_hashes():
+    """Running a planned run's kind, solver and dataset loader imports nothing outside its code files (the
+    files whose hashes make its id): the catalogs' lazy lookups included."""
+    from eoslib.config import load_params, plan
+
+    p = load_params(REPO / "params.yaml")
+    name, cfg = next((n, c) for st in plan(p).values() for n, c in st["runs"].items() if c["kind"] == "cost")
+    code = ("import json, sys; from eoslib.experiments import KINDS; from eoslib.solvers import SOLVERS; "
+            "from eoslib.data import DATASETS; cfg = json.loads(sys.argv[1]); KINDS[cfg['kind']]; "
+            "[SOLVERS[s['name']] for s in cfg['solvers']]; DATASETS[cfg['setting']['dataset']]; "
+            "from eoslib.experiments.base import build_objective; build_objective(dict(cfg, n=8)); "
+            "print('\\n'.join(sorted(k for k in sys.modules if k.startswith('eoslib'))))")
+    import json
+
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(cfg)], capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout
+    from eoslib.provenance import code_files
+
+    files = set(code_files([cfg]))
+    for m in (m for m in out.split() if m != "eoslib"):
+        rel = m.replace(".", "/")
+        assert f"{rel}.py" in files or f"{rel}/__init__.py" in files, (name, m)
+
+
 def test_training_does_not_depend_on_loading_code_and_fits_do():
-    train = set(import_closure("eoslib.execute"))
+    train = _training_code()
     fit = set(import_closure("eoslib.fits"))
     ledger = set(import_closure("eoslib.claims.__main__"))
     for f in ("eoslib/results.py", "eoslib/fits.py", "eoslib/claims/ledger.py", "eoslib/config.py",
-              "eoslib/plotting.py", "eoslib/powerlaw.py"):
+              "eoslib/plotting.py", "eoslib/powerlaw.py", "eoslib/causal.py", "eoslib/slurm.py",
+              "eoslib/executors.py", "eoslib/execute.py", "eoslib/run.py", "eoslib/provenance.py"):
         assert f not in train, f
     assert {"eoslib/results.py", "eoslib/powerlaw.py", "eoslib/fits.py"} <= fit
     assert {"eoslib/results.py", "eoslib/claims/ledger.py", "eoslib/claims/c1.py",
@@ -56,10 +95,31 @@ def test_committed_dvc_yaml_is_generated(root):
 
 
 def test_stage_deps_are_the_closures():
+    from eoslib.config import load_params, plan
+    from eoslib.data import DATASETS
+    from eoslib.provenance import stage_code, stage_data
+
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     code = lambda deps: {d for d in deps if d.startswith("eoslib/")}  # noqa: E731
-    assert code(doc["traj"]["deps"]) == set(import_closure("eoslib.execute"))
-    assert code(doc["sweep"]["do"]["deps"]) == set(import_closure("eoslib.execute"))
+    planned = plan(load_params(REPO / "params.yaml"))
+    for sid, st in planned.items():
+        runs = list(st["runs"].values())
+        assert code(doc[sid]["deps"]) == set(stage_code(runs)), sid
+        assert {d for d in doc[sid]["deps"] if d.startswith("data/")} == set(stage_data(runs)), sid
+    # per-run code: a digits sweep does not depend on the Fashion-MNIST-mini loader or its file, nor on RKC
+    assert "eoslib/datasets/fashion_mnist_mini.py" not in doc["sweep-digits-elu-ce"]["deps"]
+    assert "data/fashion-mnist-mini.npz" not in doc["sweep-digits-elu-ce"]["deps"]
+    assert "eoslib/solvers/rkc.py" not in doc["sweep-digits-elu-ce"]["deps"]
+    assert "eoslib/solvers/rkc.py" in doc["cost"]["deps"]
     assert code(doc["fit"]["deps"]) == set(import_closure("eoslib.fits"))
-    assert code(doc["ledger"]["deps"]) == set(import_closure("eoslib.claims.__main__"))
-    assert code(doc["endpoints"]["do"]["deps"]) == set(import_closure("eoslib.endpoints"))
+    assert code(doc["ledger"]["deps"]) - {"eoslib/claims/claims.lock"} == set(import_closure("eoslib.claims.__main__"))
+    setting = "fmnist-elu-ce"
+    ds = DATASETS.module("fashion-mnist-mini")
+    assert code(doc[f"endpoints-{setting}"]["deps"]) == set(import_closure("eoslib.endpoints", ds))
+
+
+def test_every_stage_has_a_description():
+    for root in PROFILES:
+        doc = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+        for name, st in doc.items():
+            assert (st.get("desc") or st.get("do", {}).get("desc")), (root, name)
