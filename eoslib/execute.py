@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .paths import VALIDATED_PARAMS
 from .run import StageFailed, execute_run, run_finished
 
 
@@ -64,6 +65,8 @@ def execute_stage(stage: str, root: str | Path = ".", executor=None, progress: b
 def planned_config(name: str, root: str | Path) -> dict:
     """The resolved config of run ``name`` from the plan files ``runs/_plan/*.json`` (written by check-params)."""
     for f in sorted((Path(root) / "runs" / "_plan").glob("*.json")):
+        if f.name == VALIDATED_PARAMS.name:  # the validated params, written beside the plan files: no runs
+            continue
         runs = json.loads(f.read_text())["runs"]
         if name in runs:
             return runs[name]

@@ -9,6 +9,7 @@ the catalog (:mod:`eoslib.provenance` for a run's code, :mod:`eoslib.pipeline` f
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from .paths import REPO
@@ -30,6 +31,13 @@ def module_imports(mod: str) -> set[str]:
     f = _module_file(mod)
     if f is None:
         return set()
+    st = f.stat()
+    return set(_parsed_imports(mod, f, st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_imports(mod: str, f: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    """:func:`module_imports` of one version of a source file (cached while the file is unchanged)."""
     pkg = mod if f.name == "__init__.py" else mod.rsplit(".", 1)[0]
     out = set()
     for node in ast.walk(ast.parse(f.read_text())):
@@ -50,7 +58,7 @@ def module_imports(mod: str) -> set[str]:
     for m in list(out):
         parts = m.split(".")
         out |= {".".join(parts[:i]) for i in range(2, len(parts))}
-    return {m for m in out if _module_file(m) is not None}
+    return frozenset(m for m in out if _module_file(m) is not None)
 
 
 def import_closure(*modules: str) -> list[str]:

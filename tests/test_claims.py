@@ -25,16 +25,17 @@ from eoslib.claims import CLAIM_MODULES, CLAIMS, FAILS, HOLDS, NOT_MEASURED, PAR
 from eoslib.claims.framework import Version
 from eoslib.claims.render import render_markdown
 from eoslib.fits import fit_all
-from eoslib.io import json_safe
+from eoslib.io import json_safe, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def params():
-    """The default profile's params.yaml (plain YAML: the ledger reads only ``criteria``, ``gd``, ``powerlaw``,
-    ``sweep``, ``agreement`` and ``solver``)."""
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    """The default profile's params.yaml, validated (as every stage reads it: eoslib.io.read_params)."""
+    from eoslib.config import validate
+
+    return validate(yaml.safe_load((REPO / "params.yaml").read_text()))
 
 
 def criteria(key: str, version: int):
@@ -464,6 +465,7 @@ def test_ledger_command_writes_rows_the_notebooks_read(tmp_path, params):
     from eoslib.__main__ import main
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+    write_json(params, tmp_path / "runs" / "_plan" / "params.json")  # what check-params writes
     s = params["gd"]["setups"][0]["setting"]
     gd_run(tmp_path, 0.2, np.concatenate([np.linspace(0.2, 0.8, 40), np.full(60, 1.0)]), s)
     traj_run(tmp_path, s, 0, np.geomspace(1, 20, 10), np.linspace(0.1, 0.8, 10))

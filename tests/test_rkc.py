@@ -298,3 +298,9 @@ def test_the_readme_heun_solver_is_one_definition():
     finally:
         SOLVERS._entries.pop("heun", None)
     assert "heun" not in SOLVERS
+
+
+def test_catalog_default_damping_is_the_solvers():
+    """The catalog (eoslib/solvers/__init__.py) states RKC's default damping without importing the solver; it must
+    be the solver's own constant."""
+    assert SOLVERS.entry("rkc").schema["damping"].default == DEFAULT_DAMPING
