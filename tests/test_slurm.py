@@ -88,6 +88,14 @@ def write_stage(root: Path, stage: str, runs: dict[str, dict]) -> None:
     f.write_text(json.dumps({"kind": "gd", "dir": f"runs/{stage}", "runs": runs}, indent=1, sort_keys=True))
 
 
+def write_params(root: Path, doc: dict) -> None:
+    """params.yaml and the validated params check-params would write from it (only ``executor`` is read here)."""
+    (root / "params.yaml").write_text(yaml.safe_dump(doc))
+    f = root / "runs" / "_plan" / "params.json"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps(doc))
+
+
 def theta(root: Path, name: str) -> torch.Tensor:
     return torch.load(root / "runs" / name / "final.pt", weights_only=False)["theta"]
 
@@ -197,7 +205,7 @@ def test_cancelled_job_is_reported_and_resumed_from_its_checkpoint(cluster, gd_c
         long = make_config(gd_config, steps=steps, checkpoint_every=5)
         ref = tmp_path / f"reference{attempt}"
         write_stage(ref, "b", {"b/long": long})
-        (ref / "params.yaml").write_text("executor: {kind: local}\n")
+        write_params(ref, {"executor": {"kind": "local"}})
         reference = subprocess.Popen([sys.executable, "-m", "eoslib", "train", "--stage", "b", "--root", str(ref)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         root = tmp_path / f"slurm{attempt}"
@@ -278,7 +286,7 @@ def test_cli_submits_and_a_restarted_stage_waits_for_its_job(cluster, gd_config,
     process is killed after submitting; a second one waits for that job (no second submission) and is killed
     too; the run's config then changes, and a third cancels the job (it runs the old config) and submits the
     run again; a fourth finds the run finished."""
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"executor": {"kind": "slurm", "time": 10, "poll": POLL}}))
+    write_params(tmp_path, {"executor": {"kind": "slurm", "time": 10, "poll": POLL}})
     old, new = make_config(gd_config, steps=4000, seed=3), make_config(gd_config, steps=100, seed=4)
     write_stage(tmp_path, "d", {"d/run": old})
     cmd = [sys.executable, "-m", "eoslib", "train", "--stage", "d", "--root", str(tmp_path)]
