@@ -42,7 +42,7 @@ def _cumulative(stats: pstats.Stats, suffix: str, names: tuple[str, ...]) -> flo
 def profile(name: str, root: Path) -> dict:
     """Seconds per part of one run (cProfile adds a few per cent of overhead to Python-heavy parts)."""
     from eoslib.config import load_params, run_config
-    from eoslib.execute import execute_run
+    from eoslib.run import execute_run
 
     try:
         config = run_config(load_params(root / "params.yaml"), name)
@@ -57,7 +57,7 @@ def profile(name: str, root: Path) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     stats = pstats.Stats(prof)
-    total = _cumulative(stats, "eoslib/execute.py", ("execute_run",))
+    total = _cumulative(stats, "eoslib/run.py", ("execute_run",))
     out = {"run": name, "total": total, "steps": summary["steps"]}
     for label, suffix, names in PARTS:
         out[label] = _cumulative(stats, suffix, names)
