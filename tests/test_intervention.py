@@ -273,11 +273,11 @@ def params(**section) -> dict:
     sec = {"setting": "digits-elu-ce", "n": 64, "seeds": [0, 1], "alpha_stars": [0.1, 0.3], "holds": ["alpha", "norms"],
            "probe": 32, "measure_every": 5, "max_steps": 100, "time": 15.0} | section
     return {k: p[k] for k in ("settings", "model", "threads", "loss_threshold", "device")} | \
-        {"intervention": check(sec, KINDS.entry("intervene").schema, "intervention")}
+        {"intervention": check(sec, KINDS["intervene"].schema, "intervention")}
 
 
 def test_the_section_is_in_the_params_schema():
-    assert config_schema()["intervention"] == Opt(KINDS.entry("intervene").schema)
+    assert config_schema()["intervention"] == Opt(KINDS["intervene"].schema)
 
 
 def test_plan_names_the_runs():
