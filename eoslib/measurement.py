@@ -79,10 +79,11 @@ class Measurement:
                 row |= {f"shareq_{j + 1}": float(s) for j, s in enumerate(sq)}
                 row["ggn_lamq"] = float(r.values[k - 1])
         if self.alignment:
-            from .measures import MEASURES, probe_stats
+            from .measures import MEASURES, source
+            from .measures.library import probe_stats
 
             st = probe_stats(objective.to_model(theta), probe_subset(objective.X, self.probe, self.seed))
-            row |= {n: MEASURES[n].fn(st) for n in MEASURES if MEASURES[n].source == "alignment"}
+            row |= {n: MEASURES[n](st) for n in MEASURES if source(n) == "alignment"}
             row |= {f"jnorm_{k + 1}": float(v) for k, v in enumerate(np.exp(np.log(st.norms).mean(axis=0)))}
             row |= {f"afac_{k + 1}": float(v) for k, v in enumerate(st.factors.mean(axis=0))}
         return row

@@ -155,9 +155,6 @@ def test_analysis_loads_no_training_code_when_imported():
     assert "torch" not in r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="eoslib.plotting imports eoslib.measures (for measure labels), whose closure "
-                                       "holds training code: eoslib.alignment, eoslib.eigen, eoslib.jacobians, "
-                                       "eoslib.objective (imported inside measures' functions)")
 def test_plotting_never_imports_training_code():
     bad = sorted(m for m in closure("eoslib.plotting") if is_training(m))
     assert not bad, {m: " → ".join(import_path("eoslib.plotting", {m})) for m in bad}

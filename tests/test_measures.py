@@ -13,7 +13,7 @@ import yaml
 
 from eoslib.alignment import alignment_summary
 from eoslib.config import validate
-from eoslib.measures import MEASURES, Measure, closure, measure_point, probe_stats
+from eoslib.measures import MEASURES, add, closure, measure_point, probe_stats, source
 from eoslib.models import mlp
 from eoslib.objective import Objective
 
@@ -35,10 +35,10 @@ def test_alignment_measures_equal_the_summary(objective):
     s = alignment_summary(objective.model, objective.X)
     st = probe_stats(objective.model, objective.X)
     for name, key in SUMMARY_KEYS.items():
-        assert MEASURES[name].fn(st) == pytest.approx(s[key], rel=1e-12), name
-    assert MEASURES["log_norm_product"].fn(st) == pytest.approx(sum(s["log_norm_mean"]), rel=1e-12)
+        assert MEASURES[name](st) == pytest.approx(s[key], rel=1e-12), name
+    assert MEASURES["log_norm_product"](st) == pytest.approx(sum(s["log_norm_mean"]), rel=1e-12)
     # log‖P₁‖ = log α + Σ log‖Jᵏ‖ per example, so the means add up
-    assert np.log(st.chain).mean() == pytest.approx(st.log_alpha.mean() + MEASURES["log_norm_product"].fn(st))
+    assert np.log(st.chain).mean() == pytest.approx(st.log_alpha.mean() + MEASURES["log_norm_product"](st))
 
 
 def test_measure_point_derived_and_curvature(objective):
@@ -58,7 +58,7 @@ def test_measure_point_derived_and_curvature(objective):
 def test_a_new_measure_is_one_definition(objective):
     """Registering a measure is all it takes: params.yaml may list it, and measuring a point computes it."""
     name = "test_alpha_max"
-    MEASURES.add(name, Measure(lambda s: float(s.alpha.max()), "alignment"), label="max alignment")
+    add(name, lambda s: float(s.alpha.max()), label="max alignment", source="alignment")
     try:
         p = yaml.safe_load((REPO / "params.yaml").read_text())
         p = copy.deepcopy(p)
@@ -71,3 +71,20 @@ def test_a_new_measure_is_one_definition(objective):
         assert plotting.label(name) == "max alignment"
     finally:
         MEASURES._entries.pop(name)
+
+
+def test_the_catalog_imports_no_measure_code():
+    """Every catalogued measure resolves to a function of its module; importing the catalog (and reading a
+    label, a source) loads neither torch nor the measure definitions — which is what lets plotting use labels."""
+    import subprocess
+    import sys
+
+    for name in MEASURES:
+        fn = MEASURES[name]
+        assert callable(fn) and fn.__module__ == MEASURES.module(name) == "eoslib.measures.library", name
+        assert source(name) in ("alignment", "curvature", "derived")
+    code = ("import sys; from eoslib.measures import MEASURES, source; "
+            "MEASURES.label('alpha_mean'); source('sharpness'); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('eoslib.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "torch" not in out and "eoslib.measures.library" not in out, out

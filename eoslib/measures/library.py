@@ -1,55 +1,17 @@
-"""The registered measures: what can be measured at a parameter vector θ and fitted against N (claim C4).
-
-Each measure is ONE definition registered in :data:`MEASURES` with a label (for figures) and a *source*:
-
-* ``"alignment"`` — ``fn(stats) -> float`` of the per-example layerwise-Jacobian statistics on the fixed probe
-  subset (:class:`ProbeStats`, computed once per point for all such measures);
-* ``"curvature"`` — ``fn(objective, theta, cache) -> float`` (e.g. λ_max(∇²L); ``cache`` carries warm starts);
-* ``"derived"`` — ``fn(row, init) -> float`` from other measures at this point and at θ₀ (``requires``
-  lists them).
-
-:func:`measure_point` evaluates a list of names at θ; the ``endpoints`` stage calls it at every sweep end point
-and :class:`eoslib.measurement.Measurement` along trajectories. Adding a measure: one decorated function here,
-then its name in ``params.yaml`` (``powerlaw.measures``) — the end points are re-measured, nothing is retrained.
+"""The definitions of the measures named in the catalog :mod:`eoslib.measures` (labels, sources and the
+requirements of derived measures live there), the per-example probe statistics they read, and
+:func:`measure_point`, which evaluates a list of measures at θ.
 
 Notation (paper-notes §2): α(x) = ‖P₁(x)‖₂ / Πₖ‖Jᵏ(x)‖₂ (chain alignment), ‖P₁‖₂ the chain gain.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from .registry import Registry
-
-SOURCES = ("alignment", "curvature", "derived")
-
-
-@dataclass(frozen=True)
-class Measure:
-    """A registered measure: ``fn`` and its ``source`` (see the module docstring); ``requires`` names the
-    measures a derived one is computed from."""
-
-    fn: Callable
-    source: str
-    requires: tuple[str, ...] = ()
-
-
-#: measure name → :class:`Measure`
-MEASURES: Registry[Measure] = Registry("measure")
-
-
-def measure(name: str, label: str, source: str, requires: Iterable[str] = ()):
-    """Decorator registering ``fn`` as the measure ``name``."""
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-
-    def deco(fn):
-        MEASURES.add(name, Measure(fn, source, tuple(requires)), label=label)
-        return fn
-
-    return deco
+from . import MEASURES, closure, source
 
 
 @dataclass(frozen=True)
@@ -77,7 +39,7 @@ def probe_stats(model, X) -> ProbeStats:
     """The :class:`ProbeStats` of ``model`` on the rows X (one pass of :func:`eoslib.alignment.alignment_stats`)."""
     import torch
 
-    from .alignment import full_alignment_stats
+    from ..alignment import full_alignment_stats
 
     with torch.no_grad():
         out = full_alignment_stats(model, X)
@@ -94,36 +56,30 @@ def probe_stats(model, X) -> ProbeStats:
 # ---------------------------------------------------------------------------------------------- alignment
 
 
-@measure("alpha_mean", r"mean chain alignment $\bar\alpha$", "alignment")
 def alpha_mean(s: ProbeStats) -> float:
     """ᾱ = mean over the probe of α(x) = ‖P₁(x)‖₂ / Πₖ‖Jᵏ(x)‖₂ (the primary measure)."""
     return float(s.alpha.mean())
 
 
-@measure("alpha_median", r"median chain alignment $\tilde\alpha$", "alignment")
 def alpha_median(s: ProbeStats) -> float:
     return float(np.median(s.alpha))
 
 
-@measure("alpha_gmean", r"geometric-mean chain alignment", "alignment")
 def alpha_gmean(s: ProbeStats) -> float:
     """exp(mean log α)."""
     return float(np.exp(s.log_alpha.mean()))
 
 
-@measure("chain_gain", r"chain gain $\|P_1\|_2$ (mean)", "alignment")
 def chain_gain(s: ProbeStats) -> float:
     """mean ‖P₁(x)‖₂ = mean α(x)·Πₖ‖Jᵏ(x)‖₂."""
     return float(s.chain.mean())
 
 
-@measure("log_norm_product", r"$\sum_k \log\|J^k\|_2$ (mean)", "alignment")
 def log_norm_product(s: ProbeStats) -> float:
     """mean Σₖ log‖Jᵏ(x)‖₂: the layer-norm part of log‖P₁‖ = log α + Σₖ log‖Jᵏ‖."""
     return float(np.log(s.norms).sum(axis=1).mean())
 
 
-@measure("alpha_in_mean", r"mean input-chain alignment $\bar\alpha_{\mathrm{in}}$", "alignment")
 def alpha_in_mean(s: ProbeStats) -> float:
     """Mean over the probe of α_in(x) = ‖∂f/∂x‖₂ / (‖A¹‖₂ Πₖ‖Jᵏ(x)‖₂): the alignment of the chain from the
     input, including the input layer's Jacobian ∂x̂¹/∂x = A¹ (α_in ≤ α)."""
@@ -134,10 +90,9 @@ def alpha_in_mean(s: ProbeStats) -> float:
 # ---------------------------------------------------------------------------------------------- curvature
 
 
-@measure("sharpness", r"sharpness $\lambda_{\max}(\nabla^2 L)$", "curvature")
 def sharpness(objective, theta, cache: dict) -> float:
     """λ_max(∇²L) by warm-started LOBPCG (relative residual 10⁻³, as the solvers track it)."""
-    from .eigen import top_eigenpairs
+    from ..eigen import top_eigenpairs
 
     r = top_eigenpairs(objective.hvp_operator(theta), objective.P, 1, v0=cache.get("hessian"), tol=1e-3,
                        device=theta.device)
@@ -148,13 +103,10 @@ def sharpness(objective, theta, cache: dict) -> float:
 # ---------------------------------------------------------------------------------------------- derived
 
 
-@measure("one_minus_alpha", r"$1 - \bar\alpha$", "derived", requires=("alpha_mean",))
 def one_minus_alpha(row: Mapping, init: Mapping) -> float:
     return 1.0 - row["alpha_mean"]
 
 
-@measure("alpha_growth", r"$\bar\alpha_{\mathrm{end}} / \bar\alpha_{\mathrm{init}}$", "derived",
-         requires=("alpha_mean",))
 def alpha_growth(row: Mapping, init: Mapping) -> float:
     """ᾱ at this point over ᾱ at θ₀."""
     a0 = init.get("alpha_mean", np.nan)
@@ -162,22 +114,6 @@ def alpha_growth(row: Mapping, init: Mapping) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-
-
-def closure(names: Iterable[str]) -> list[str]:
-    """``names`` plus everything their derived measures require, each once, requirements first."""
-    out: list[str] = []
-
-    def add(n: str) -> None:
-        m = MEASURES[n]
-        for r in m.requires:
-            add(r)
-        if n not in out:
-            out.append(n)
-
-    for n in names:
-        add(n)
-    return out
 
 
 def measure_point(objective, theta, names: Iterable[str], probe=None, seed: int = 0, init: Mapping | None = None,
@@ -188,16 +124,16 @@ def measure_point(objective, theta, names: Iterable[str], probe=None, seed: int 
     names = closure(names)
     cache = {} if cache is None else cache
     row: dict[str, float] = {}
-    srcs = {MEASURES[n].source for n in names}
+    srcs = {source(n) for n in names}
     if "alignment" in srcs:
-        from .alignment import probe_subset
+        from ..alignment import probe_subset
 
         stats = probe_stats(objective.to_model(theta), probe_subset(objective.X, probe, seed))
-        row |= {n: MEASURES[n].fn(stats) for n in names if MEASURES[n].source == "alignment"}
+        row |= {n: MEASURES[n](stats) for n in names if source(n) == "alignment"}
     for n in names:
-        src = MEASURES[n].source
+        src = source(n)
         if src == "curvature":
-            row[n] = MEASURES[n].fn(objective, theta, cache)
+            row[n] = MEASURES[n](objective, theta, cache)
         elif src == "derived":
-            row[n] = MEASURES[n].fn(row, row if init is None else init)
+            row[n] = MEASURES[n](row, row if init is None else init)
     return row
