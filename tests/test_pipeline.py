@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,11 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from repo_copy import PIPELINE_FILES, REPO, VENV_BIN, copy_env, copy_repo
+from repo_copy import run as _run
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-COPY = ["eoslib", "data", "notebooks", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore",
-        ".gitignore", "pyproject.toml"]
+COPY = [*PIPELINE_FILES, "dvc.yaml"]
 VERDICTS = {"holds", "partly", "does not hold at this scale", "not measured"}
 
 
@@ -55,26 +53,12 @@ def tiny_params(p: dict) -> dict:
     return p
 
 
-def _run(cmd, cwd, env, check=True, timeout=600):
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
-    return r
-
-
 def make_workspace(ws: Path) -> dict:
     """Copy the pipeline's files into ``ws`` (a fresh git repository) with the tiny profile; return the env."""
-    for item in COPY:
-        src = REPO / item
-        if src.is_dir():
-            shutil.copytree(src, ws / item, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-        elif src.exists():
-            (ws / item).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, ws / item)
+    copy_repo(ws, COPY)
     p = yaml.safe_load((REPO / "params.yaml").read_text())
     (ws / "params.yaml").write_text(yaml.safe_dump(tiny_params(p), sort_keys=False))
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               PYTHONPATH=str(ws), DVC_NO_ANALYTICS="1", MPLBACKEND="Agg")
+    env = copy_env(ws)
     _run([sys.executable, "-m", "eoslib", "pipeline"], ws, env)  # the tiny profile's own dvc.yaml
     _run(["git", "init", "-q"], ws, env)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], ws, env)

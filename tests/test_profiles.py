@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pickle
 import shutil
 import subprocess
@@ -16,35 +15,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from repo_copy import PIPELINE_FILES, REPO, VENV_BIN, copy_env, copy_repo, run
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-COPY = ["eoslib", "data", "notebooks", ".dvcignore", ".dvc/config", ".dvc/.gitignore", ".gitignore", "pyproject.toml",
-        "params.yaml"]
+COPY = PIPELINE_FILES
 
 
 def _run(cmd, cwd, env, timeout=900):
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
-    return r
+    return run(cmd, cwd, env, timeout=timeout)
 
 
 def workspace(tmp: Path, profile: str, params: dict) -> tuple[Path, dict]:
     """A git repository in ``tmp`` with the code and the profile ``profile`` holding ``params`` (its dvc.yaml
     generated for them); returns (the profile folder, the environment)."""
-    for item in COPY:
-        src = REPO / item
-        if src.is_dir():
-            shutil.copytree(src, tmp / item, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-        else:
-            (tmp / item).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, tmp / item)
+    copy_repo(tmp, COPY)
     prof = tmp / "profiles" / profile
     prof.mkdir(parents=True)
     (prof / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(tmp),
-               DVC_NO_ANALYTICS="1", MPLBACKEND="Agg")
+    env = copy_env(tmp)
     _run([sys.executable, "-m", "eoslib", "pipeline", "--root", str(prof)], tmp, env)
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     _run(["git", "init", "-q"], tmp, env)

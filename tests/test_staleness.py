@@ -13,7 +13,6 @@ redone. Run: ``pytest tests/test_staleness.py`` (about 1-2 min; most of it DVC a
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_copy import VENV_BIN, copy_env, copy_repo
+from repo_copy import run as _run
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
 COPY = ["eoslib", "data", "notebooks/src", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore",
         ".gitignore", "pyproject.toml"]
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
@@ -41,14 +40,6 @@ for f in sorted(Path("runs/_plan").glob("*.json")):
         out |= {n: run_id(c) for n, c in json.loads(f.read_text())["runs"].items() if n in want}
 print(json.dumps(out))
 """
-
-
-def _run(cmd, cwd, env, check=True, timeout=600, stdin=None):
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, input=stdin)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stdout[-4000:]}\n"
-                             f"{r.stderr[-4000:]}")
-    return r
 
 
 def solver_names(config, key: str = "") -> set[str]:
@@ -156,15 +147,8 @@ def ws(tmp_path_factory) -> Workspace:
     if shutil.which("dvc", path=str(VENV_BIN)) is None:
         pytest.skip("dvc is not installed next to this Python")
     root = tmp_path_factory.mktemp("staleness")
-    for item in COPY:
-        src = REPO / item
-        if src.is_dir():
-            shutil.copytree(src, root / item, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-        elif src.exists():
-            (root / item).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / item)
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(root),
-               DVC_NO_ANALYTICS="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    copy_repo(root, COPY)
+    env = copy_env(root, OMP_NUM_THREADS="1")
     _run(["git", "init", "-q"], root, env)
     _run([sys.executable, "-m", "eoslib.config", "check"], root, env)  # runs/_plan: the plan every stage reads
     for stage, outs in stage_outputs(root).items():
