@@ -399,6 +399,7 @@ def intervention_run(root: Path, name: str, summ: dict, lam: np.ndarray, loss: n
 def test_c3_v2_causal_ratios(tmp_path, params, register):
     """R = log(λ_arm/λ_s)/log(λ_free/λ_s) at the threshold loss, computed by hand on exponential tables."""
     p = copy.deepcopy(params)
+    p["criteria"]["C3"] = [1, 2]  # v2 as registered (v3 adds the denominator check: test below)
     n = 21
     loss = np.geomspace(1.0, 0.1, n)  # the same loss path in every run (equal loss = equal row)
     free = np.exp(np.linspace(0, np.log(16), n))  # λ: 1 → 16
@@ -417,7 +418,7 @@ def test_c3_v2_causal_ratios(tmp_path, params, register):
     assert arm["ok"] and r["verdict"] == HOLDS
     # equal loss is equal t here, so R at the free flow's end time is the same number (reported, not judged)
     assert arm["alpha"]["R_time"] == pytest.approx(0.25, abs=1e-9) and arm["norms"]["R_time"] == pytest.approx(0.8)
-    register("C3", 99, min_placebo_ratio=0.9)  # the placebo removed too much: not specific to ᾱ
+    register("C3", 99, base=2, min_placebo_ratio=0.9)  # the placebo removed too much: not specific to ᾱ
     assert ledger.judge_claim("C3", p | {"criteria": {"C3": [2, 99]}}, tmp_path, None)["verdict"] == FAILS
     # a placebo whose loss stalls above the threshold: no R at equal loss (not ok), but R at equal time is reported
     lam = free.copy()
@@ -428,6 +429,43 @@ def test_c3_v2_causal_ratios(tmp_path, params, register):
     arm = r["measured"]["arms"]["seed0/a0.3"]
     assert arm["norms"]["R"] is None and arm["norms"]["R_time"] == pytest.approx(0.5, abs=1e-9)
     assert not arm["ok"] and r["verdict"] == FAILS and "never reach the loss level" in r["summary"]
+
+
+def test_c3_v3_needs_a_free_flow_that_sharpens(tmp_path, params):
+    """The case v2 passes the wrong way: after the switch the free flow loses sharpness (λ 4 → 3) while holding ᾱ
+    raises it 50 % (λ 4 → 6): R = log 1.5 / log 0.75 = −1.41 ≤ 0.5, so v2 says "holds". v3 calls that pair not
+    measurable; a second α*, whose free flow sharpens (4 → 16) and whose ᾱ arm keeps all of it, is judged alone."""
+    p = copy.deepcopy(params) | {"criteria": {"C3": [2, 3]}}
+    n = 21
+    loss = np.geomspace(1.0, 0.1, n)
+    base = "intervene/digits-elu-ce/seed0"
+    down = np.concatenate([np.linspace(1, 4, 6), np.linspace(4, 3, n - 5)[1:]])  # de-sharpens after step 5
+    sw = {"step": 5, "t": 5.0, "loss": float(loss[5]), "abar": 0.3, "sharpness": 4.0}
+    intervention_run(tmp_path, f"{base}/free", {"arm": "free"}, down, loss)
+    up_alpha = np.concatenate([down[:6], np.linspace(4, 6, n - 5)[1:]])
+    intervention_run(tmp_path, f"{base}/a0.3-alpha", {"arm": "alpha", "alpha_star": 0.3, "switched": True,
+                                                      "switch": sw}, up_alpha, loss)
+    intervention_run(tmp_path, f"{base}/a0.3-norms", {"arm": "norms", "alpha_star": 0.3, "switched": True,
+                                                      "switch": sw}, down, loss)
+    v2 = ledger.judge_claim("C3", p, tmp_path, None, version=2)
+    assert v2["measured"]["arms"]["seed0/a0.3"]["alpha"]["R"] == pytest.approx(np.log(1.5) / np.log(0.75))
+    assert v2["verdict"] == HOLDS  # the wrong way round: the rule v3 replaces
+    r = ledger.judge_claim("C3", p, tmp_path, None, version=3)
+    assert r["verdict"] == NOT_MEASURED and "does not sharpen by ≥ 10%" in r["summary"]
+    # a free flow that sharpens 4 → 16 after the switch of another seed; holding ᾱ keeps it all: fails, judged alone
+    base1 = "intervene/digits-elu-ce/seed1"
+    up = np.concatenate([np.linspace(1, 4, 6), np.geomspace(4, 16, n - 5)[1:]])
+    intervention_run(tmp_path, f"{base1}/free", {"arm": "free"}, up, loss)
+    for hold in ("alpha", "norms"):
+        intervention_run(tmp_path, f"{base1}/a0.3-{hold}", {"arm": hold, "alpha_star": 0.3, "switched": True,
+                                                            "switch": sw}, up, loss)
+    r = ledger.judge_claim("C3", p, tmp_path, None, version=3)
+    arms = r["measured"]["arms"]
+    assert arms["seed0/a0.3"]["measurable"] is False and arms["seed0/a0.3"]["ok"] is None
+    assert arms["seed0/a0.3"]["free_log_sharpening"] == pytest.approx(np.log(0.75))
+    assert arms["seed1/a0.3"]["alpha"]["R"] == pytest.approx(1.0) and arms["seed1/a0.3"]["ok"] is False
+    assert r["verdict"] == FAILS and r["measured"]["not_measurable"] == ["seed0/a0.3"]
+    assert "not measurable (1 of 2" in r["summary"]
 
 
 def test_c2_v2_error_versus_cost(tmp_path, params):

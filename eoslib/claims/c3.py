@@ -164,3 +164,88 @@ def judge_v2(params: dict, root: Path, c: V2, fits: dict | None = None) -> dict:
     decomp = free_flow_decomposition(runs)
     return {"verdict": verdict_of(oks), "measured": {"arms": per, "decomposition": decomp},
             "summary": _v2_summary(per, decomp)}
+
+
+@dataclass(frozen=True)
+class V3(Criteria):
+    """v2 with its denominator checked: R is judged only where the free flow sharpens measurably after the switch.
+
+    Registered after v2's results on the committed intervention runs had been seen (there the free flow sharpens
+    after every switch), because a constructed case showed the v2 rule passing the wrong way: the free flow loses
+    sharpness after the switch (log(λ_free/λ_s) < 0), holding ᾱ raises it 50 %, and R = −3.85 ≤ 0.5 "holds"."""
+
+    max_alpha_hold_ratio: float = 0.5
+    min_placebo_ratio: float = 0.5
+    level: float = 1.0
+    #: the free flow's λ_max must rise by at least this fraction from the switch to the comparison point — 100× the
+    #: eigen-solver's relative tolerance (10⁻³), so the denominator is a measured sharpening, not noise
+    min_free_sharpening: float = 0.1
+
+    def criterion(self, params: Mapping) -> str:
+        return (f"where the free flow sharpens by ≥ {self.min_free_sharpening:.0%} from ᾱ = α* to the loss level "
+                f"L_s·(L_thr/L_s)^{self.level:g} (otherwise the pair of arms is not measurable), holding ᾱ keeps "
+                f"R = log(λ/λ_s)/log(λ_free/λ_s) ≤ {self.max_alpha_hold_ratio} (R < 0: the arm lost sharpness while "
+                f"the free flow gained it) while holding Π‖Jᵏ‖ (placebo) keeps R ≥ {self.min_placebo_ratio}, for every "
+                f"measurable seed and α* (partly: some)")
+
+
+def free_log_sharpening(x) -> float | None:
+    """The denominator of R, log(λ_free/λ_s), of one compared arm (a row of :func:`eoslib.causal.compare_arms`);
+    None where the free flow has no λ there."""
+    if x.lam_free is None or not np.isfinite(x.lam_free) or not x.switch_lam > 0:
+        return None
+    return float(np.log(x.lam_free / x.switch_lam))
+
+
+@CLAIM.version(3, V3())
+def judge_v3(params: dict, root: Path, c: V3, fits: dict | None = None) -> dict:
+    """As v2, but a (seed, α*) pair of arms is judged only when the free flow's own sharpening from the switch to
+    the comparison loss level, log(λ_free/λ_s), is at least log(1 + ``min_free_sharpening``) > 0 — so R's sign is
+    the sign of the arm's own change and its size is not a ratio of noise. Pairs below that are reported as not
+    measurable; when no pair is measurable the claim is not measured."""
+    runs = load_runs(root)
+    if not runs:
+        raise NotMeasured("no intervention runs")
+    cmp = compare_arms(runs, fractions=(c.level,))
+    cmp = cmp[(cmp.basis == "loss")]
+    if not len(cmp):
+        raise NotMeasured("no intervention arm reached the comparison loss level")
+    at_time = compare_arms(runs, fractions=(1.0,))
+    at_time = at_time[at_time.basis == "time"].set_index(["seed", "alpha_star", "hold"])
+    floor = float(np.log1p(c.min_free_sharpening))
+    per, oks, unmeasurable = {}, [], []
+    for (seed, a), g in cmp.groupby(["seed", "alpha_star"]):
+        key = f"seed{seed}/a{a:g}"
+        dens = [d for d in (free_log_sharpening(x) for x in g.itertuples()) if d is not None]
+        den = dens[0] if dens else None
+        row: dict = {"free_log_sharpening": den, "switch_t": float(g.switch_t.iloc[0]),
+                     "switched_at_init": bool(g.switch_t.iloc[0] == 0)}
+        for hold, h in g.groupby("hold"):
+            x = h.iloc[0]
+            xt = at_time.loc[(seed, a, hold)] if (seed, a, hold) in at_time.index else None
+            r_time = None if xt is None or free_log_sharpening(xt) is None or free_log_sharpening(xt) < floor \
+                else kept_ratio(xt)
+            r = kept_ratio(x) if den is not None and den >= floor else None
+            row[hold] = {"R": r, "lam_arm": None if x.lam_arm is None else float(x.lam_arm),
+                         "lam_free": None if x.lam_free is None else float(x.lam_free),
+                         "lam_switch": float(x.switch_lam), "R_time": r_time}
+        if den is None or den < floor:
+            per[key] = row | {"ok": None, "measurable": False}
+            unmeasurable.append(key)
+            continue
+        ra, rp = (row.get("alpha") or {}).get("R"), (row.get("norms") or {}).get("R")
+        ok = bool(ra is not None and rp is not None and ra <= c.max_alpha_hold_ratio and rp >= c.min_placebo_ratio)
+        per[key] = row | {"ok": ok, "measurable": True}
+        oks.append(ok)
+    if not oks:
+        raise NotMeasured(f"the free flow does not sharpen by ≥ {c.min_free_sharpening:.0%} after the switch in any "
+                          f"pair of arms ({', '.join(unmeasurable)})")
+    decomp = free_flow_decomposition(runs)
+    measurable = {k: v for k, v in per.items() if v["measurable"]}
+    summary = _v2_summary(measurable, decomp)
+    if unmeasurable:
+        summary += (f"; not measurable ({len(unmeasurable)} of {len(per)}: the free flow sharpens by less than "
+                    f"{c.min_free_sharpening:.0%} after the switch): {', '.join(unmeasurable)}")
+    return {"verdict": verdict_of(oks), "measured": {"arms": per, "decomposition": decomp,
+                                                     "not_measurable": unmeasurable},
+            "summary": summary}
