@@ -54,9 +54,41 @@ class EigenConvergenceError(RuntimeError):
         self.result, self.matvecs = result, matvecs
 
 
+#: Guard columns by default: a warm start is only accepted once ≥ 2 extra directions, seeded at random or carried
+#: from the previous solve, have been converged to ``GUARD_TOL`` — so a larger eigenvalue that the warm block
+#: missed (a crossing) has room to appear in the Rayleigh–Ritz steps instead of the warm pair being accepted
+#: after one step. One guard is not enough when the two missed directions are degenerate in the start.
+DEFAULT_GUARD = 2
+#: Guard pairs converge to this relative residual (of the top |λ|): loose, since only their values' order
+#: matters (a guard Ritz value above a wanted one swaps in), but it forces the guard block to iterate until
+#: it has explored past the warm start.
+GUARD_TOL = 0.05
+#: Each wanted pair j converges to tol·max(|λ_j|, REL_FLOOR·max_i|λ_i|): relative to itself (λ_(k+1), which
+#: sets exponential Euler's Δt = 1/λ_(k+1), to the accuracy Δt needs), down to 1 % of the top, below which
+#: the top's scale takes over (values near 0 cannot be resolved relative to themselves).
+REL_FLOOR = 1e-2
+
+
+def pair_limits(values: Tensor, k: int, tol: float, guard_tol: float = GUARD_TOL) -> Tensor:
+    """The residual limit of every Ritz pair in ``values`` (any order): tol·max(|λ_j|, REL_FLOOR·s) for the
+    k largest, max(guard_tol, tol)·s for the others (guards), with s = max over the k largest of |λ|."""
+    order = torch.argsort(values, descending=True, stable=True)
+    scale = values[order[:k]].abs().max().clamp_min(torch.finfo(torch.float64).tiny)
+    limits = torch.full_like(values, max(guard_tol, tol)) * scale
+    top = order[:k]
+    limits[top] = tol * torch.maximum(values[top].abs(), REL_FLOOR * scale)
+    return limits
+
+
 @dataclass(frozen=True)
 class EigenResult:
-    """k eigenpairs, largest first. ``residuals[j] = ‖A v_j − λ_j v_j‖``; ``matvecs`` counts single columns."""
+    """k eigenpairs, largest first, with their certificate.
+
+    ``residuals[j] = ‖A v_j − λ_j v_j‖`` (absolute; :attr:`rel_residuals` divides by the pair's own scale);
+    ``matvecs`` counts single columns; ``warm``: started from a full or partial ``v0``; ``guard``: the guard
+    columns solved with it; ``tol``: the requested relative tolerance; ``block``: all k + guard Ritz vectors
+    (largest first, the warm start of the next solve); ``cold_checked``/``corrected``: set by
+    :class:`~eoslib.solvers.base.EigenTracker` when a cold solve checked this one / replaced it."""
 
     values: Tensor
     vectors: Tensor
@@ -64,6 +96,24 @@ class EigenResult:
     matvecs: int
     iterations: int
     converged: bool
+    warm: bool = False
+    guard: int = 0
+    tol: float = 0.0
+    block: Tensor | None = None
+    cold_checked: bool = False
+    corrected: bool = False
+
+    @property
+    def rel_residuals(self) -> Tensor:
+        """‖Av_j − λ_j v_j‖ / max(|λ_j|, REL_FLOOR·max_i|λ_i|): the quantity ``tol`` bounds."""
+        scale = self.values.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
+        return self.residuals / torch.maximum(self.values.abs(), REL_FLOOR * scale)
+
+    def certificate(self) -> dict:
+        """What a stored number carries: converged, max relative residual, products, warm/cold, guard."""
+        return {"converged": bool(self.converged), "residual": float(self.rel_residuals.max()),
+                "matvecs": int(self.matvecs), "warm": bool(self.warm), "guard": int(self.guard),
+                "cold_checked": bool(self.cold_checked), "corrected": bool(self.corrected)}
 
 
 def _cm(T: Tensor) -> Tensor:
@@ -205,7 +255,7 @@ def top_eigenpairs(
     v0: Tensor | None = None,
     tol: float = 1e-4,
     max_matvecs: int | None = None,
-    guard: int = 0,
+    guard: int = DEFAULT_GUARD,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
@@ -213,10 +263,13 @@ def top_eigenpairs(
     """The k largest algebraic eigenpairs of the symmetric operator ``matvec`` (P × m ↦ P × m) on R^dim.
 
     ``v0`` (dim × j): warm start; its columns seed the search block (padded with seeded random columns).
-    ``guard`` extra block columns speed convergence when λ_k is close to λ_{k+1}.
-    Converged when every residual ‖Av_j − λ_j v_j‖ ≤ tol·max_{i≤k}|λ_i| (tol·λ₁ when the top is positive; the
-    scale is taken from the current Ritz values, so it can shrink while they converge, and pairs locked
-    earlier are unlocked when they no longer meet it). Otherwise, after ``max_matvecs`` single products
+    ``guard`` extra block columns (default ``DEFAULT_GUARD`` = 2) make a warm start safe — they must converge
+    too, to ``GUARD_TOL``·max|λ|, so a larger eigenvalue the warm block missed enters the Rayleigh–Ritz steps
+    instead of the warm pair being accepted after one step — and speed convergence when λ_k ≈ λ_{k+1}.
+    Converged when every wanted residual ‖Av_j − λ_j v_j‖ ≤ tol·max(|λ_j|, REL_FLOOR·max_{i≤k}|λ_i|) (each
+    pair relative to itself, see :func:`pair_limits`) and every guard residual ≤ GUARD_TOL·max_{i≤k}|λ_i|; the
+    limits are taken from the current Ritz values, so they move while those converge, and pairs locked
+    earlier are unlocked when they no longer meet them. Otherwise, after ``max_matvecs`` single products
     (default :func:`default_max_matvecs`, 60·m·√(ln(dim+1) + 1) for m = k + guard; see there why) or dim
     iterations, or on non-finite values, it returns the best estimate with ``converged=False`` and an
     ``EigenConvergenceWarning``: it never raises on non-convergence, for callers that may accept an estimate
@@ -259,6 +312,7 @@ def top_eigenpairs(
         X = _cm(_orthonormal(X))
         AX = A(X)
         theta, C = _ritz(_gram([X], [AX]), m)
+    warm = v0 is not None
     matvecs, it = m, 0
     X, AX = _combine([X], C), _combine([AX], C)
     # Converged leading Ritz pairs of the moving block are locked (deflated): kept as they are, with all later
@@ -275,25 +329,26 @@ def top_eigenpairs(
         res = torch.linalg.vector_norm(R, dim=0).double()
         values, residuals = torch.cat(thetaL + [theta]), torch.cat(resL + [res])
         order = torch.argsort(values, descending=True, stable=True)
-        # The scale of the tolerance, max_{j≤k} |θ_j| over the current k largest Ritz values: it moves while
-        # they converge (it shrinks as negative ones rise towards 0), so every test below uses this one value.
+        # Every pair's limit from the current Ritz values (pair_limits): they move while the values converge,
+        # so every test below uses these.
         scale = values[order[:k]].abs().max()
-        limit = tol * scale.clamp_min(torch.finfo(torch.float64).tiny)
-        pending = ~(residuals <= limit)[order[:k]]  # the k largest pairs still above the tolerance (or NaN)
+        limits = pair_limits(values, k, tol)
+        pending = ~(residuals <= limits)  # pairs (wanted and guard) still above their limit (or NaN)
         if not pending.any():
             break
         finite = bool(torch.isfinite(residuals).all() & torch.isfinite(scale))
         if not finite or matvecs >= max_matvecs or it >= dim:
             break
         it += 1
-        active = res > limit
-        if XL and bool((torch.cat(resL) > limit).any()):
+        nL = sum(t.shape[0] for t in thetaL)
+        active = res > limits[nL:]
+        if XL and bool((torch.cat(resL) > limits[:nL]).any()):
             # A pair locked under an earlier, larger scale fails the tolerance now: unlock them all (they stay
             # orthonormal, their products carried) so the next Rayleigh–Ritz step improves them with the rest.
             X, AX = _cm(torch.cat(XL + [X], 1)), _cm(torch.cat(AXL + [AX], 1))
             theta, res = torch.cat(thetaL + [theta]), residuals
             R = torch.addcmul(AX, X, theta.to(dtype), value=-1)
-            active = res > limit
+            active = res > limits
             XL, AXL, thetaL, resL = [], [], [], []
             Y = Pd = APd = None  # the last search directions belong to the old moving block
         if Y is not None:  # search directions, formed only when another iteration needs them
@@ -318,14 +373,18 @@ def top_eigenpairs(
         X, AX = _combine(S, Y), _combine(AS, Y)
     converged = finite and not pending.any()
     if not converged:
-        worst = residuals[order[:k]].max() / scale.clamp_min(torch.finfo(torch.float64).tiny)
+        worst = (residuals / limits).max()
         why = "non-finite values or residuals (a NaN/inf product or warm start)" if not finite else \
-            f"{int(pending.sum())} of {k} pairs above tol={tol:g}·max|λ| after {matvecs} matvecs"
+            f"{int(pending.sum())} of {m} pairs above tol={tol:g} ({k} wanted, {m - k} guard: GUARD_TOL) after " \
+            f"{matvecs} matvecs"
         warnings.warn(
-            f"top_eigenpairs: {why} (max residual/max|λ| = {worst.item():.2e}); returning the best estimate",
+            f"top_eigenpairs: {why} (max residual/limit = {worst.item():.2e}); returning the best estimate",
             EigenConvergenceWarning,
             stacklevel=2,
         )
     top = order[:k]
-    vectors = (torch.cat(XL + [X], 1)[:, top] if XL else X[:, top]).contiguous()
-    return EigenResult(values[top].clone(), vectors.to(op_dtype), residuals[top].clone(), matvecs, it, converged)
+    allX = torch.cat(XL + [X], 1) if XL else X
+    vectors = allX[:, top].contiguous()
+    block = allX[:, order].contiguous().to(op_dtype)
+    return EigenResult(values[top].clone(), vectors.to(op_dtype), residuals[top].clone(), matvecs, it, converged,
+                       warm=warm, guard=m - k, tol=tol, block=block)
