@@ -84,3 +84,105 @@ def test_certificate_fields():
     # the true residual of the returned vector, recomputed here (not copied from the solver)
     v = r.vectors[:, 0]
     assert ((A @ v - r.values[0] * v).norm() / r.values[0]).item() == pytest.approx(c["residual"], rel=1e-6, abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ trackers along a run
+class MovingQuadratic:
+    """L(θ) = ½ θᵀA_sθ with A_s = Q diag(λ(s)) Qᵀ: the spectrum moves with the step counter s (advanced by each
+    ``loss_and_grad``), the eigenvectors stay fixed, so a warm start at the old top vectors is exactly invariant —
+    the hardest case for a warm solve (residual 0 at the wrong pair). The part of an Objective that the solvers
+    use (P, dtype, stiff_dim, loss_and_grad, hvp_operator)."""
+
+    def __init__(self, spectrum, dim: int = 60, stiff_dim: int = 1, dtype=torch.float64) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.Q = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64)).Q
+        self.spectrum, self.P, self.dtype, self.stiff_dim, self.s = spectrum, dim, dtype, stiff_dim, -1
+
+    def A(self) -> torch.Tensor:
+        return ((self.Q * self.spectrum(self.s)) @ self.Q.T).to(self.dtype)
+
+    def loss_and_grad(self, theta, keep_graph=False):
+        self.s += 1
+        g = self.A() @ theta
+        return 0.5 * theta @ g, g
+
+    def hvp_operator(self, theta, which="hessian"):
+        A = self.A()
+        return lambda V: A @ V
+
+
+def rising_third(s: int) -> torch.Tensor:
+    """{10, 8, 1 + s (the third, rising through 8 at s = 7 and 10 at s = 9, up to 21), rest in [0, 1]}."""
+    ev = torch.linspace(0.0, 1.0, 60, dtype=torch.float64).flip(0)
+    ev[:3] = torch.tensor([10.0, 8.0, min(1.0 + s, 21.0)])
+    return ev
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exponential_euler_sees_an_eigenvalue_rising_into_its_top_set(dtype):
+    # EE with stiff_dim 1 tracks k + 1 = 2 pairs; the 3rd eigenvalue rises into (and to the top of) that set.
+    # Before (guard 0): the warm pairs (10, 8) stay exactly invariant and are accepted for ever, so Δt = 1/8 while
+    # λ_max = 21 (unstable: Δt > 2/λ). Now the guard columns (every 5th solve) bring it in within 5 steps.
+    from eoslib.solvers import ExponentialEuler
+
+    ob = MovingQuadratic(rising_third, dtype=dtype)
+    solver = ExponentialEuler(dt_max=1.0)
+    theta = torch.ones(60, dtype=dtype)
+    seen = []
+    for s in range(25):
+        theta, rec = solver.step(ob, theta)
+        true = sorted(rising_third(s)[:3].tolist(), reverse=True)[:2]
+        seen.append((s, rec["eigs"], true, rec["dt"]))
+    late = [(s, e, t) for s, e, t, _ in seen if s >= 9 + 5]  # λ₃ passed both by s = 9; ≤ 5 solves to enter
+    for s, e, t in late:
+        assert e == pytest.approx(t, rel=1e-3), (s, e, t)
+    assert all(dt <= 1.0 / t[1] * (1 + 1e-3) for s, _, t, dt in seen if s >= 14)  # Δt = 1/λ₂(true)
+
+
+def test_a_jump_triggers_a_cold_check_that_replaces_the_warm_result():
+    # The tracked top (10) drops to 5 at s = 3 while a direction outside the tracked and guard set sits at 9:
+    # the warm solve returns 5 (invariant start); λ₁ moved by 50 % > jump, so a cold check runs, finds 9, and
+    # the result is replaced and counted.
+    from eoslib.solvers import EigenTracker
+
+    def spectrum(s):
+        ev = torch.linspace(0.0, 1.0, 60, dtype=torch.float64).flip(0)
+        ev[:6] = torch.tensor([10.0 if s < 3 else 5.0, 4.0, 3.0, 2.0, 1.5, 1.2 if s < 3 else 9.0])
+        return ev
+
+    ob = MovingQuadratic(spectrum)
+    tracker = EigenTracker(1, 1e-3)
+    theta = torch.zeros(60, dtype=torch.float64)
+    for s in range(6):
+        ob.s = s
+        r = tracker(ob, theta)
+        assert r.converged
+        assert r.values[0].item() == pytest.approx(float(spectrum(s).max()), rel=1e-3), s
+    assert tracker.corrections == 1
+
+
+def test_periodic_cold_check_catches_what_the_guard_cannot():
+    # A direction far outside the tracked set (6th) jumps above the top without the top moving: only the periodic
+    # cold check (every cold_every calls) can see it; with cold_every = 4 it is found by call 4.
+    from eoslib.solvers import EigenTracker
+
+    def spectrum(s):
+        ev = torch.linspace(0.0, 1.0, 60, dtype=torch.float64).flip(0)
+        ev[:6] = torch.tensor([10.0, 4.0, 3.0, 2.0, 1.5, 1.2 if s < 1 else 12.0])
+        return ev
+
+    ob = MovingQuadratic(spectrum)
+    tracker = EigenTracker(1, 1e-3, guard_every=1000, cold_every=4)
+    theta = torch.zeros(60, dtype=torch.float64)
+    values = []
+    for s in range(6):
+        ob.s = s
+        r = tracker(ob, theta)
+        values.append((r.values[0].item(), r.cold_checked, r.corrected))
+    assert values[4][0] == pytest.approx(12.0, rel=1e-3) and values[4][1] and values[4][2]
+    assert values[5][0] == pytest.approx(12.0, rel=1e-3)
+    assert tracker.corrections == 1
+    # the count survives a checkpoint
+    t2 = EigenTracker(1, 1e-3)
+    t2.load_state_dict(tracker.state_dict())
+    assert t2.corrections == 1 and t2.calls == 6

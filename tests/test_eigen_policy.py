@@ -45,7 +45,7 @@ THETA = torch.zeros(3)
 
 def test_unconvergeable_solve_retries_cold_then_raises():
     ob = MatrixObjective(NEAR_DEGENERATE, noise=1e-3)  # the matrix moves by 1e-3·‖A‖ ≫ tol = 1e-6 per product
-    tracker = EigenTracker(3, 1e-6, max_matvecs=60)
+    tracker = EigenTracker(3, 1e-6, guard=0, max_matvecs=60)  # the retry policy, without the guard's calls
     v0 = torch.linalg.qr(torch.randn(100, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)).Q
     tracker.vectors = v0
     state = tracker.state_dict()
@@ -75,7 +75,7 @@ def test_unconvergeable_solve_retries_cold_then_raises():
 def test_solve_that_converges_on_retry_continues_deterministically():
     def run():
         ob = MatrixObjective(NEAR_DEGENERATE)
-        tracker = EigenTracker(3, 1e-8, max_matvecs=40)  # guard 0 needs > 120 products here (measured), guard 2: 56
+        tracker = EigenTracker(3, 1e-8, guard=0, max_matvecs=40)  # guard 0 needs > 120 products here (measured), guard 2: 56
         with pytest.warns(EigenConvergenceWarning, match="converged after"):
             r = tracker(ob, THETA)
         return ob, tracker, r

@@ -33,7 +33,7 @@ SOLVERS.lazy("gd", "eoslib.solvers.gd:GradientDescent", label="gradient descent"
 SOLVERS.lazy("agd", "eoslib.solvers.gd:AdaptiveGD", label="sharpness-adaptive GD",
              schema={"dt_max": Num(), "c": Opt(Num(), 1.0), "tol": Opt(Num(), 1e-3)})
 SOLVERS.lazy("ee", "eoslib.solvers.exponential_euler:ExponentialEuler", label="exponential Euler",
-             schema={"dt_max": Num(), "tol": Opt(Num(), 1e-3), "guard": Opt(Int(minimum=0), 0),
+             schema={"dt_max": Num(), "tol": Opt(Num(), 1e-3), "guard": Opt(Int(minimum=0), 2),  # = eigen.DEFAULT_GUARD
                      "stiff_dim": Opt(Int(minimum=0))})
 SOLVERS.lazy("rkc", "eoslib.solvers.rkc:RungeKuttaChebyshev", label="Runge–Kutta–Chebyshev",
              schema={"dt_max": Num(), "damping": Opt(Num(), 2 / 13),  # = rkc.DEFAULT_DAMPING (a test checks)

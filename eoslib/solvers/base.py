@@ -19,44 +19,70 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from ..eigen import (EigenConvergenceError, EigenConvergenceWarning, EigenResult, default_max_matvecs,
-                     top_eigenpairs)
+from ..eigen import (DEFAULT_GUARD, EigenConvergenceError, EigenConvergenceWarning, EigenResult,
+                     default_max_matvecs, top_eigenpairs)
 from ..objective import Objective
 
 
 class EigenTracker:
-    """Warm-started top-k eigenpairs of ∇²L along a trajectory, converged or an error.
+    """Warm-started top-k eigenpairs of an operator (∇²L by default) along a trajectory, each with a certificate.
 
-    With ``extrapolate`` (default) the warm start is the previous eigenvectors moved on linearly along the
-    trajectory: V₁ + f·(V₁ − V₀R), where V₀, V₁ are the two previous solutions, R the orthogonal Procrustes
-    rotation aligning V₀ to V₁ (signs, rotations inside clusters) and f = ‖θ − θ₁‖/‖θ₁ − θ₀‖ (clipped to
-    [0, 2]). It costs no Hessian product and cuts the matvecs of a steady-state solve by ~15–25% (benchmarks/);
-    the solve still runs to the same residual tolerance, so only the warm start changes.
+    **Warm start.** With ``extrapolate`` (default) the warm start is the previous eigenvectors moved on linearly
+    along the trajectory: V₁ + f·(V₁ − V₀R), where V₀, V₁ are the two previous solutions, R the orthogonal
+    Procrustes rotation aligning V₀ to V₁ (signs, rotations inside clusters) and f = ‖θ − θ₁‖/‖θ₁ − θ₀‖
+    (clipped to [0, 2]). It costs no product and cuts the matvecs of a steady-state solve by ~15–25%.
 
-    A solver step built on an unconverged spectrum silently integrates the wrong flow (a wrong Δt and wrong
-    stiff directions; a shorter Δt does not help the solve), so the tracker never returns one. When the warm
-    solve stops unconverged (its budget ``max_matvecs``, default :func:`~eoslib.eigen.default_max_matvecs`,
-    spent; non-finite values) it retries once, *cold* (seeded random block, independent of the history that
-    may have failed), in float64 blocks, with ``retry_guard`` (default guard + max(2, k // 2)) guard columns
-    and ``RETRY_BUDGET``× the budget. A converged retry is used as any solve (deterministic: the retry's
-    start is seeded), with an ``EigenConvergenceWarning`` saying so and ``matvecs`` counting both attempts;
-    an unconverged one raises :class:`~eoslib.eigen.EigenConvergenceError` and leaves the tracker's state
-    as it was."""
+    **Why a warm solve needs checking.** A warm start near an eigenvector that is no longer the top one (after
+    a crossing) is a near-invariant start: its residual is small and, alone, it is accepted as converged. Three
+    guards, cheapest first (issue 17; ``tests/test_certified.py``):
+
+    1. every ``guard_every``-th call solves with ``guard`` extra columns (default 2, carried warm from the
+       previous guarded solve) that must converge too (:data:`~eoslib.eigen.GUARD_TOL`): a value rising from
+       just below the tracked set enters it within ``guard_every`` calls. (A guard on every call costs 16–54 %
+       more products on the benchmark runs, every 5th call 5–20 %: ``benchmarks/certified_cost.py``.)
+    2. every ``cold_every``-th call, and whenever λ₁ moved by more than ``jump`` (relative) since the last call,
+       a *cold* check: a seeded random block with the guard, solved to ``check_tol``. If a cold Ritz value
+       exceeds the warm one of the same rank by more than the cold pair's residual (by interlacing, a Ritz
+       value never exceeds the true eigenvalue of its rank, so this can only mean the warm solve missed one),
+       the warm result is replaced by a full-tolerance solve warm-started from the cold block and the event is
+       counted (``corrections``; ``corrected`` on the result).
+    3. each pair converges relative to itself (:func:`~eoslib.eigen.pair_limits`), so λ_(k+1) is as accurate
+       as the Δt it sets.
+
+    **Unconverged solves.** With ``strict`` (solvers: a step built on an unconverged spectrum integrates the
+    wrong flow) an unconverged warm solve is retried once, cold, in float64, with ``retry_guard`` (default
+    guard + max(2, k // 2)) guard columns and ``RETRY_BUDGET``× the budget; an unconverged retry raises
+    :class:`~eoslib.eigen.EigenConvergenceError` and leaves the state as it was. Without ``strict``
+    (measurements) the best estimate is returned with ``converged=False`` in its certificate, to be stored.
+
+    ``operator``: which operator of the objective (``hessian``, ``ggn``, ``residual``)."""
 
     RETRY_BUDGET = 2
 
-    def __init__(self, k: int, tol: float, guard: int = 0, extrapolate: bool = True,
-                 max_matvecs: int | None = None, retry_guard: int | None = None) -> None:
+    def __init__(self, k: int, tol: float, guard: int = DEFAULT_GUARD, extrapolate: bool = True,
+                 max_matvecs: int | None = None, retry_guard: int | None = None, guard_every: int = 5,
+                 cold_every: int = 100, jump: float = 0.25, check_tol: float = 1e-2, strict: bool = True,
+                 operator: str = "hessian") -> None:
+        if guard_every < 1 or cold_every < 1:
+            raise ValueError(f"guard_every and cold_every must be ≥ 1 (got {guard_every}, {cold_every})")
         self.k, self.tol, self.guard, self.extrapolate = k, tol, guard, extrapolate
         self.max_matvecs, self.retry_guard = max_matvecs, retry_guard
+        self.guard_every, self.cold_every, self.jump, self.check_tol = guard_every, cold_every, jump, check_tol
+        self.strict, self.operator = strict, operator
         self.vectors: Tensor | None = None
+        self.guard_vectors: Tensor | None = None  # the guard columns of the last guarded solve
         self._prev_vectors: Tensor | None = None  # the solution before ``vectors``
         self._thetas: tuple[Tensor | None, Tensor | None] = (None, None)  # θ of those two solves
+        self.calls = 0  # solves so far (decides when to guard and when to check cold)
+        self.corrections = 0  # warm results replaced after a cold check
+        self._last_top: float | None = None
 
     def warm_start(self, theta: Tensor) -> Tensor | None:
-        """The starting block for a solve at θ."""
+        """The starting block (k columns) for a solve at θ."""
         V1, V0 = self.vectors, self._prev_vectors
         th0, th1 = self._thetas
+        if V1 is not None and V1.shape[1] != self.k:
+            return None  # k changed (exponential Euler sets it from the objective): start cold
         if not self.extrapolate or V1 is None or V0 is None or th0 is None or th1 is None or V0.shape != V1.shape \
                 or th1.shape != theta.shape:
             return V1
@@ -73,22 +99,54 @@ class EigenTracker:
         # The dim-sized LOBPCG blocks in the objective's dtype (float32 halves their memory traffic, which
         # rivals the Hessian products on wide nets); float64 when tol is beyond float32's reach.
         dtype = objective.dtype if self.tol >= 1e-5 else torch.float64
-        op, P = objective.hvp_operator(theta), objective.P
-        r = self._solve(op, P, self.warm_start(theta), self.guard, self.max_matvecs, dtype, theta.device)
-        if not r.converged:
+        op = objective.hvp_operator(theta) if self.operator == "hessian" else objective.hvp_operator(theta, self.operator)
+        P = objective.P
+        guarded = self.guard > 0 and self.calls % self.guard_every == 0
+        v0 = self.warm_start(theta)
+        if guarded and v0 is not None and self.guard_vectors is not None and \
+                self.guard_vectors.shape[1] == min(self.guard, P - self.k):
+            v0 = torch.cat([v0, self.guard_vectors.to(v0.dtype)], 1)
+        r = self._solve(op, P, v0, self.guard if guarded else 0, self.max_matvecs, dtype, theta.device)
+        if not r.converged and self.strict:
             r = self._retry(op, P, r, theta.device)
+        top = float(r.values[0])
+        jumped = self._last_top is not None and abs(top - self._last_top) > self.jump * max(abs(self._last_top), 1e-30)
+        if r.warm and (self.calls % self.cold_every == 0 or jumped):
+            r = self._cold_check(op, P, r, dtype, theta.device)
+        self.calls += 1
+        self._last_top = float(r.values[0])
         if self.extrapolate:
             self._prev_vectors = self.vectors
             self._thetas = (self._thetas[1], theta.detach().clone())
         self.vectors = r.vectors.to(objective.dtype)
+        if r.block is not None and r.block.shape[1] > self.k:
+            self.guard_vectors = r.block[:, self.k:].to(objective.dtype)
         return r
 
     def _solve(self, op, P: int, v0: Tensor | None, guard: int, max_matvecs: int | None, dtype: torch.dtype,
-               device: torch.device) -> EigenResult:
+               device: torch.device, tol: float | None = None) -> EigenResult:
         with warnings.catch_warnings():  # the tracker decides what an unconverged solve means
             warnings.simplefilter("ignore", EigenConvergenceWarning)
-            return top_eigenpairs(op, P, self.k, v0=v0, tol=self.tol, max_matvecs=max_matvecs, guard=guard,
-                                  dtype=dtype, device=device)
+            return top_eigenpairs(op, P, self.k, v0=v0, tol=self.tol if tol is None else tol,
+                                  max_matvecs=max_matvecs, guard=guard, dtype=dtype, device=device)
+
+    def _cold_check(self, op, P: int, warm: EigenResult, dtype: torch.dtype, device: torch.device) -> EigenResult:
+        """A seeded cold solve to ``check_tol``; the warm result, or its replacement when the cold one found a
+        larger eigenvalue (see the class docstring). Products of both are counted in ``matvecs``."""
+        guard = max(self.guard, DEFAULT_GUARD)
+        cold = self._solve(op, P, None, guard, self.max_matvecs, dtype, device, tol=self.check_tol)
+        used = warm.matvecs + cold.matvecs
+        missed = bool((cold.values > warm.values + cold.residuals).any())
+        if not missed:
+            return replace(warm, matvecs=used, cold_checked=True)
+        self.corrections += 1
+        fixed = self._solve(op, P, cold.block, guard, self.max_matvecs, dtype, device)
+        if not fixed.converged and self.strict:
+            fixed = self._retry(op, P, fixed, device)
+        warnings.warn(f"EigenTracker: a cold check found λ = {cold.values.tolist()} above the warm "
+                      f"{warm.values.tolist()}; the warm result was replaced (correction {self.corrections})",
+                      EigenConvergenceWarning, stacklevel=3)
+        return replace(fixed, matvecs=used + fixed.matvecs, cold_checked=True, corrected=True, warm=True)
 
     def _retry(self, op, P: int, first: EigenResult, device: torch.device) -> EigenResult:
         """The cold retry after an unconverged warm solve ``first``: its result, or EigenConvergenceError."""
@@ -96,16 +154,17 @@ class EigenTracker:
         m = min(self.k + guard, P)
         budget = self.RETRY_BUDGET * (default_max_matvecs(P, m) if self.max_matvecs is None else self.max_matvecs)
         r = self._solve(op, P, None, guard, budget, torch.float64, device)
-        r = replace(r, matvecs=first.matvecs + r.matvecs, iterations=first.iterations + r.iterations)
-        attempts = (f"{first.matvecs} products warm (guard {self.guard}), then {r.matvecs - first.matvecs} in a "
+        r = replace(r, matvecs=first.matvecs + r.matvecs, iterations=first.iterations + r.iterations,
+                    warm=first.warm)
+        attempts = (f"{first.matvecs} products warm (guard {first.guard}), then {r.matvecs - first.matvecs} in a "
                     f"cold float64 retry (guard {guard}, budget {budget})")
         if not r.converged:
-            worst = float(r.residuals.max() / r.values.abs().max().clamp_min(torch.finfo(torch.float64).tiny))
+            worst = float(r.rel_residuals.max())
             if not torch.isfinite(r.values).all() or not torch.isfinite(r.residuals).all():
                 why = ("the Hessian product returned non-finite values (NaN/inf) at this θ: the parameters or the "
                        "loss have diverged, or the model produces NaN")
             else:
-                why = (f"max residual {worst:.3g}·max|λ| against tol={self.tol:g}. A step on this spectrum would "
+                why = (f"max relative residual {worst:.3g} against tol={self.tol:g}. A step on this spectrum would "
                        f"follow the wrong flow. Loosen the eigen tolerance (tol), add guard columns (guard, now "
                        f"{self.guard}: they help when λ_k ≈ λ_(k+1)) or allow more products (max_matvecs)")
             raise EigenConvergenceError(f"the top {self.k} Hessian eigenpairs did not converge after {attempts}: "
@@ -115,18 +174,26 @@ class EigenTracker:
         return r
 
     def state_dict(self) -> dict:
-        return {"vectors": self.vectors, "prev_vectors": self._prev_vectors, "thetas": self._thetas}
+        return {"vectors": self.vectors, "prev_vectors": self._prev_vectors, "thetas": self._thetas,
+                "guard_vectors": self.guard_vectors, "calls": self.calls, "corrections": self.corrections,
+                "last_top": self._last_top}
 
     def load_state_dict(self, state: dict) -> None:
         self.vectors = state.get("vectors")
         self._prev_vectors = state.get("prev_vectors")
         self._thetas = tuple(state.get("thetas", (None, None)))
+        self.guard_vectors = state.get("guard_vectors")
+        self.calls, self.corrections = state.get("calls", 0), state.get("corrections", 0)
+        self._last_top = state.get("last_top")
 
 
 def eig_record(r: EigenResult) -> dict:
-    """The record fields of an eigen-solve: ``eigs`` (largest first), its cost and its residual."""
+    """The record fields of an eigen-solve: ``eigs`` (largest first), its cost and its certificate
+    (``eig_converged``, ``eig_residual`` — the max relative residual, ``eig_warm``, ``eig_cold_checked``,
+    ``eig_corrected``: 1 when a cold check replaced the warm result at this step)."""
     return {"eigs": r.values.tolist(), "eig_matvecs": r.matvecs, "eig_converged": r.converged,
-            "eig_residual": float(r.residuals.max())}
+            "eig_residual": float(r.rel_residuals.max()), "eig_warm": r.warm, "eig_cold_checked": r.cold_checked,
+            "eig_corrected": int(r.corrected)}
 
 
 class Solver:

@@ -25,7 +25,7 @@ class ExponentialEuler(Solver):
     The k stiff directions follow the local quadratic model exactly; the bulk takes a stable Euler step.
     """
 
-    def __init__(self, dt_max: float, stiff_dim: int | None = None, tol: float = 1e-3, guard: int = 0) -> None:
+    def __init__(self, dt_max: float, stiff_dim: int | None = None, tol: float = 1e-3, guard: int = 2) -> None:
         if not dt_max > 0:
             raise ValueError(f"dt_max must be positive (got {dt_max})")
         if stiff_dim is not None and stiff_dim < 0:
