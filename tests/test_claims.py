@@ -112,8 +112,10 @@ def test_claim_modules_are_the_ledger_and_all_statically_imported():
     for key, mod in CLAIM_MODULES.items():
         assert sys.modules[mod].CLAIM is CLAIMS[key] and CLAIMS[key].key == key and CLAIMS[key].versions
     assert set(claims.__all__) >= {"judge_claim", "build_claims", "write_ledger", "claim_result", "CLAIMS",
-                                   "registered_versions", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "VERDICTS"}
-    assert claims.judge_claim is ledger.judge_claim and claims.VERDICTS == (HOLDS, PARTLY, FAILS, NOT_MEASURED)
+                                   "registered_versions", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "UNCERTIFIED",
+                                   "VERDICTS"}
+    assert claims.judge_claim is ledger.judge_claim
+    assert claims.VERDICTS == (HOLDS, PARTLY, FAILS, NOT_MEASURED, claims.UNCERTIFIED)
     with pytest.raises(AttributeError):
         claims.no_such_name  # noqa: B018
     tree = ast.parse((REPO / "eoslib" / "claims" / "ledger.py").read_text())

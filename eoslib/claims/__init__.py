@@ -9,7 +9,8 @@ registered version is judged, the latest gives the verdict, the earlier ones sta
 
 This module is light on purpose: it imports nothing from eoslib and nothing heavy, so that the params validation
 can read :data:`CLAIM_MODULES` without depending on any claim's code. The public API (``judge_claim``,
-``build_claims``, ``write_ledger``, ``claim_result``, ``registered_versions``, ``CLAIMS`` and the verdicts) is
+``build_claims``, ``write_ledger``, ``claim_result``, ``registered_versions``, ``CLAIMS`` and the verdicts,
+*uncertified* among them: :mod:`eoslib.claims.certificates`) is
 served lazily from :mod:`eoslib.claims.ledger` (PEP 562).
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ CLAIM_MODULES: dict[str, str] = {
 #: the public API, served from this module (not imported here: see the module docstring)
 _LEDGER_MODULE = "eoslib.claims.ledger"
 _LAZY = ("judge_claim", "build_claims", "write_ledger", "claim_result", "registered_versions",
-         "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "VERDICTS", "CLAIMS")
+         "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "UNCERTIFIED", "VERDICTS", "CLAIMS")
 
 __all__ = ["CLAIM_MODULES", *_LAZY]
 

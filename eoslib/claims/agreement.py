@@ -16,7 +16,8 @@ from .framework import Claim, Criteria, NotMeasured, verdict_of
 
 CLAIM = Claim("agreement", statement="(A check, not a claim of the paper.) The sweep's flow solver and a second "
                                      "solver reach the same end points: the measures agree within stated tolerances "
-                                     "where both run.", notebook="06_power_law")
+                                     "where both run.", notebook="06_power_law",
+              reads=("endpoints",))  # the sweep's and the agreement solver's end-point rows
 
 
 @dataclass(frozen=True)

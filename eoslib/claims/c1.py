@@ -19,7 +19,8 @@ from .framework import FAILS, PARTLY, Claim, Criteria, NotMeasured, verdict_of
 from .runs import load_kind, run_key
 
 CLAIM = Claim("C1", statement="Sharpness rises until GD trains at the edge of stability (λ_max ≈ 2/η), so GD leaves "
-                              "the gradient flow.", notebook="01_edge_of_stability")
+                              "the gradient flow.", notebook="01_edge_of_stability",
+              reads=("gd", "traj"))  # GD's tracked sharpness; the flow's sharpening
 
 
 def eos_stats(tab: pd.DataFrame, lr: float, lo: float, hi: float) -> dict:

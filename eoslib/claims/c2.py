@@ -16,7 +16,8 @@ from ..results import load_run, run_names
 from .framework import FAILS, HOLDS, PARTLY, Claim, Criteria, NotMeasured, verdict_of
 
 CLAIM = Claim("C2", statement="Exponential Euler trains without entering the edge of stability and follows the "
-                              "gradient flow.", notebook="02_flow_accuracy")
+                              "gradient flow.", notebook="02_flow_accuracy",
+              reads={1: ("compare",), 2: ("cost",)})  # v1: the compare run; v2: the cost runs (λ_max of the flow)
 
 
 @dataclass(frozen=True)

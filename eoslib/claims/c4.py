@@ -15,7 +15,8 @@ from pathlib import Path
 from .framework import Claim, Criteria, NotMeasured, verdict_of
 
 CLAIM = Claim("C4", statement="Alignment at the end point scales with the dataset size N as a power law, R² in "
-                              "0.74–0.98.", notebook="06_power_law")
+                              "0.74–0.98.", notebook="06_power_law",
+              reads=("endpoints:sweep",))  # the fits (metrics/powerlaw.json) of the sweep's end-point rows
 
 
 def primary(params: Mapping) -> dict:

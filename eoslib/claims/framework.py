@@ -15,7 +15,10 @@ judge ``judge(params, root, criteria, fits) -> {"verdict", "measured", "summary"
     def judge_v1(params, root, c: V1, fits=None) -> dict: ...
 
 Verdicts are mechanical: a judge collects one boolean per judged unit (run, step size, setting); all true →
-*holds*, some → *partly*, none → *does not hold at this scale*, no unit or absent inputs → *not measured*.
+*holds*, some → *partly*, none → *does not hold at this scale*, no unit or absent inputs → *not measured*. The
+ledger then checks the certificates of the numbers the verdict rests on (``Claim.reads``, :mod:`.certificates`):
+if any eigen- or singular-solve among them did not converge, the verdict is *uncertified* (the would-be verdict is
+kept beside it, never given).
 """
 from __future__ import annotations
 
@@ -26,7 +29,11 @@ from pathlib import Path
 from typing import Any
 
 HOLDS, PARTLY, FAILS, NOT_MEASURED = "holds", "partly", "does not hold at this scale", "not measured"
-VERDICTS = (HOLDS, PARTLY, FAILS, NOT_MEASURED)
+#: a judged verdict resting on a number whose solve did not converge (set by the ledger, never by a judge)
+UNCERTIFIED = "uncertified"
+VERDICTS = (HOLDS, PARTLY, FAILS, NOT_MEASURED, UNCERTIFIED)
+#: the verdicts a judge reaches on measured numbers: the ones the ledger certifies
+JUDGED = (HOLDS, PARTLY, FAILS)
 
 
 class NotMeasured(LookupError):
@@ -81,13 +88,23 @@ class Version:
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the ledger: ``key`` (the row's name), ``statement``, ``notebook`` (its figure has the same name)
-    and ``versions``: criteria version number → :class:`Version`."""
+    """A claim of the ledger: ``key`` (the row's name), ``statement``, ``notebook`` (its figure has the same name),
+    ``versions``: criteria version number → :class:`Version`, and ``reads``: the stored tables its verdict rests on
+    (result kinds of :func:`eoslib.claims.certificates.failures`: a run kind such as ``"traj"``, ``"endpoints"``,
+    or ``"endpoints:<kind>"``), one tuple for every version or a mapping version → tuple. ``reads`` is not part of
+    a version's lock: it names where the numbers come from, not how they are judged."""
 
     key: str
     statement: str
     notebook: str
     versions: dict[int, Version] = field(default_factory=dict)
+    reads: tuple[str, ...] | Mapping[int, tuple[str, ...]] = ()
+
+    def reads_of(self, number: int) -> tuple[str, ...]:
+        """The result kinds criteria version ``number``'s judge reads (() when the claim names none for it)."""
+        if isinstance(self.reads, Mapping):
+            return tuple(self.reads.get(number, ()))
+        return tuple(self.reads)
 
     def version(self, number: int, criteria: Criteria) -> Callable[[Judge], Judge]:
         """Decorator registering ``judge`` with ``criteria`` as version ``number`` (once per number)."""

@@ -18,7 +18,7 @@ from .runs import per_traj_run
 from .stats import sharpened
 
 CLAIM = Claim("layers", statement="Within G the first layer contributes the largest share of λ_max(G).",
-              notebook="04_layer_shares")
+              notebook="04_layer_shares", reads=("traj",))
 
 
 def layer_shares(min_sharpening: float, col: str) -> Callable[[pd.DataFrame], dict | None]:

@@ -5,6 +5,11 @@ notebooks read the rows back from ``metrics/claims.json``. A profile's ``params.
 versions it registers, ``criteria: {<claim>: [k, …]}`` (ascending); the versions themselves — thresholds and
 judge — are frozen in the claim's module (:data:`eoslib.claims.CLAIM_MODULES`) and locked in ``claims.lock``.
 The latest registered version gives the verdict; the earlier ones stay visible beside it ("as first registered").
+
+Every judged verdict is then certified (:func:`certify`): the stored tables its version reads (``Claim.reads``)
+are scanned for unconverged solves (:func:`eoslib.claims.certificates.failures`). Any → the verdict is
+*uncertified*, the judge's verdict stays beside it as ``verdict_if_certified`` and the summary says how many and
+where; either way the row gets ``certificates`` (how many numbers were checked).
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from ..io import json_safe, read_json, write_json, write_text
 from . import CLAIM_MODULES
 # every claim module, imported by name as well: the pipeline's dependency closure reads import statements
 from . import agreement, c1, c2, c3, c4, layers, sensitivity, split  # noqa: F401
-from .framework import FAILS, HOLDS, NOT_MEASURED, PARTLY, VERDICTS, Claim, NotMeasured
+from . import certificates
+from .framework import FAILS, HOLDS, JUDGED, NOT_MEASURED, PARTLY, UNCERTIFIED, VERDICTS, Claim, NotMeasured
 from .render import render_markdown
 
 
@@ -61,10 +67,27 @@ def check_criteria(params: dict) -> None:
         registered_versions(params, key)
 
 
+def certify(row: dict, claim: Claim, root: str | Path) -> dict:
+    """A judged row (*holds*, *partly*, *does not hold*) with ``certificates``
+    (:func:`eoslib.claims.certificates.entry` of the tables its version reads); *uncertified* — with the judge's
+    verdict as ``verdict_if_certified`` and the count and place in front of the summary — when any number there
+    did not converge. Other rows (*not measured*) are returned unchanged: there is no verdict to certify."""
+    if row["verdict"] not in JUDGED:
+        return row
+    f = certificates.failures(root, claim.reads_of(row["criteria_version"]))
+    row = row | {"certificates": certificates.entry(f)}
+    if not f["unconverged"]:
+        return row
+    return row | {"verdict": UNCERTIFIED, "verdict_if_certified": row["verdict"],
+                  "summary": f"{certificates.describe(f)}; would be {row['verdict']}: {row['summary']}"}
+
+
 def judge_claim(key: str, params: dict, root: str | Path, fits: dict | None, version: int | None = None) -> dict:
     """One claim judged under criteria version ``version`` (default: the latest the profile registers): a dict
-    with ``verdict``, ``measured``, ``summary``, ``criterion`` and ``criteria_version``. A version the profile does
-    not register, or a claim whose inputs are absent, is *not measured* (never an error)."""
+    with ``verdict``, ``measured``, ``summary``, ``criterion`` and ``criteria_version``; a judged verdict also with
+    ``certificates``, and when a number it rests on did not converge, verdict *uncertified* with
+    ``verdict_if_certified`` (:func:`certify`). A version the profile does not register, or a claim whose inputs
+    are absent, is *not measured* (never an error)."""
     versions = registered_versions(params, key)
     if not versions or (version is not None and version not in versions):
         what = "no criteria" if not versions else f"criteria v{version} not"
@@ -76,7 +99,11 @@ def judge_claim(key: str, params: dict, root: str | Path, fits: dict | None, ver
         out = ver.judge(params, Path(root), ver.criteria, fits) | {"criterion": ver.criteria.criterion(params)}
     except (NotMeasured, FileNotFoundError) as e:
         out = {"verdict": NOT_MEASURED, "measured": {}, "summary": f"not measured: {e}", "criterion": ""}
-    return out | {"criteria_version": v}
+    return certify(out | {"criteria_version": v}, CLAIMS[key], root)
+
+
+#: the fields :func:`certify` adds to a judged row (an earlier version's row keeps them too)
+CERTIFICATE_FIELDS = ("verdict_if_certified", "certificates")
 
 
 def _read_fits(root: Path) -> dict | None:
@@ -101,6 +128,7 @@ def build_claims(params: dict, root: str | Path = ".") -> dict:
         rows[key] = {"claim": key, "statement": c.statement} | row | {
             "criteria_values": c.versions[row["criteria_version"]].criteria.values(),
             "earlier": {k: {f: e[f] for f in ("verdict", "summary", "criterion", "measured", "criteria_version")}
+                        | {f: e[f] for f in CERTIFICATE_FIELDS if f in e}
                         | {"criteria_values": c.versions[e["criteria_version"]].criteria.values()}
                         for k, e in earlier.items()},
             "figure": f"figures/{nb}.png", "figure_pdf": f"figures/{nb}.pdf", "notebook": f"notebooks/{nb}.ipynb"}
@@ -121,5 +149,5 @@ def claim_result(key: str, params: dict, root: str | Path = ".") -> dict:
     return judge_claim(key, params, root, _read_fits(Path(root)))
 
 
-__all__ = ["CLAIMS", "registered_versions", "check_criteria", "judge_claim", "build_claims",
-           "write_ledger", "claim_result", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "VERDICTS"]
+__all__ = ["CLAIMS", "registered_versions", "check_criteria", "judge_claim", "certify", "build_claims",
+           "write_ledger", "claim_result", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "UNCERTIFIED", "VERDICTS"]

@@ -3,10 +3,52 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .framework import UNCERTIFIED
+
 
 def _esc(s: object) -> str:
     """A Markdown table cell: pipes escaped, newlines flattened."""
     return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def certificate_note(cert: dict | None) -> str:
+    """The certificates of a row, short: ``1204 solves certified`` (with ``, 5 redone cold`` when warm solves were
+    corrected), or the note of a row whose tables store none; "" for a row without certificates (not judged)."""
+    if not cert:
+        return ""
+    if not cert["checked"]:
+        return cert.get("note", "no certificate stored")
+    fixes = f", {cert['corrections']} redone cold" if cert.get("corrections") else ""
+    partial = f"; {cert['note']}" if cert.get("note") else ""
+    return f"{cert['checked']} solves certified{fixes}{partial}"
+
+
+def verdict_word(r: dict, bold: bool = True) -> str:
+    """A row's verdict: ``**holds**``, or ``**uncertified (3 unconverged)**`` for an uncertified row."""
+    b = "**" if bold else ""
+    if r["verdict"] == UNCERTIFIED:
+        return f"{b}{UNCERTIFIED} ({(r.get('certificates') or {}).get('unconverged', '?')} unconverged){b}"
+    return f"{b}{r['verdict']}{b}"
+
+
+def beside_verdict(r: dict) -> str:
+    """What CLAIMS.md writes beside a verdict: ``would be *holds*`` for an uncertified row, else its
+    :func:`certificate_note`."""
+    if r["verdict"] == UNCERTIFIED:
+        return f"would be *{r.get('verdict_if_certified')}*"
+    return certificate_note(r.get("certificates"))
+
+
+def verdict_cell(r: dict) -> str:
+    """The *Verdict* cell of a row: ``**holds** (criteria v2; 1204 solves certified)``, or for an uncertified row
+    ``**uncertified (3 unconverged)** (criteria v2; would be *holds*)``."""
+    beside = beside_verdict(r)
+    return f"{verdict_word(r)} (criteria v{r.get('criteria_version', '?')}{f'; {beside}' if beside else ''})"
+
+
+def _earlier_verdict(e: dict) -> str:
+    beside = beside_verdict(e)
+    return verdict_word(e, bold=False) + (f" ({beside})" if beside else "")
 
 
 def render_markdown(rows: dict, params: dict) -> str:
@@ -26,18 +68,21 @@ def render_markdown(rows: dict, params: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for key, r in rows.items():
-        version = r.get("criteria_version", "?")
-        lines.append(f"| **{key}** {_esc(r['statement'])} | **{r['verdict']}** (criteria v{version}) "
+        lines.append(f"| **{key}** {_esc(r['statement'])} | {_esc(verdict_cell(r))} "
                      f"| {_esc(r['summary'])} | {_esc(r['criterion'])} | [{Path(r['figure']).name}]({r['figure']}) | "
                      f"[{Path(r['notebook']).name}]({r['notebook']}) |")
     earlier = [(k, v, e) for k, r in rows.items() for v, e in r.get("earlier", {}).items()]
     if earlier:
         lines += ["", "## Verdicts under earlier criteria (as first registered)", "",
                   "| Claim | Criteria | Verdict | Measured | Criterion |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {v} | {e['verdict']} | {_esc(e['summary'])} | {_esc(e['criterion'])} |"
+        lines += [f"| {k} | {v} | {_esc(_earlier_verdict(e))} | {_esc(e['summary'])} | {_esc(e['criterion'])} |"
                   for k, v, e in earlier]
     lines += ["", "Verdicts: *holds* — the criterion is met everywhere it was tested; *partly* — in some "
               "settings/step sizes or for one of two conditions; *does not hold at this scale* — nowhere, in "
               "these small CPU settings (it says nothing about the paper's scale); *not measured* — this profile "
-              "has no runs for it.", ""]
+              "has no runs for it; *uncertified (n unconverged)* — n of the eigen- or singular-solves behind the "
+              "numbers it is judged on did not converge (their stored certificate is false), so no verdict is given: "
+              "the one the criterion would give is shown beside it. \"N solves certified\": the stored "
+              "certificates checked (\"redone cold\": warm solves that converged only on a cold retry); \"no "
+              "certificate stored\": tables written before certificates were stored.", ""]
     return "\n".join(lines)

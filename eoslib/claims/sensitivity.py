@@ -13,7 +13,8 @@ from .layers import layer_shares
 from .stats import comovement
 
 CLAIM = Claim("sensitivity", statement="(A check of C3 and the layer claim.) They hold when the initialisation, "
-                                       "depth or width changes.", notebook="07_sensitivity")
+                                       "depth or width changes.", notebook="07_sensitivity",
+              reads=("sens",))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .runs import per_traj_run
 from .stats import sharpened
 
 CLAIM = Claim("split", statement="The top of the Hessian spectrum comes from the Gauss–Newton term G, not the "
-                                 "residual H.", notebook="03_hessian_split")
+                                 "residual H.", notebook="03_hessian_split", reads=("traj",))
 
 
 @dataclass(frozen=True)
