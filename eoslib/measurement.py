@@ -5,10 +5,13 @@ Columns it adds to the trajectory row of θ (every ``every`` steps and at the fi
 ``share_1..share_K`` — layer shares ‖w_k‖² of λ_max(G) (top eigenvector w); ``shareq_1..shareq_K`` — the same
 over the top-q eigenspace of G, q = the loss's outlier count (Q, Q − 1 for CE), weighted by the eigenvalues:
 Σ_j λ_j ‖w_{j,k}‖² / Σ_j λ_j (robust to near-degenerate top eigenvalues, where the top vector alone is not
-well defined); ``ggn_lamq`` = λ_q(G); on a fixed probe subset every registered alignment
+well defined); ``ggn_lamq`` = λ_q(G); the certificate of each operator's solve, ``<op>_converged``, ``<op>_residual`` (max
+relative residual) and ``<op>_corrected`` (1 when a cold check replaced the warm result); on a fixed probe subset every registered alignment
 measure (:mod:`eoslib.measures`: ``alpha_mean``, ``alpha_median``, ``alpha_gmean``, ``chain_gain``, …) and per
 layer ``jnorm_k`` = geometric mean of ‖Jᵏ‖₂, ``afac_k`` = mean aₖ; ``measure_seconds``, the hook's own cost.
-Eigenvectors are warm-started from the previous measurement.
+Eigenvectors are warm-started from the previous measurement by one :class:`~eoslib.solvers.base.EigenTracker`
+per operator (guarded every 5th measurement, checked cold every ``cold_every``-th and on a 25 % jump; never
+raising: an unconverged value is stored with ``converged`` False and the ledger refuses it).
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from torch import Tensor
 
 from .alignment import probe_subset
 from .curvature import OPERATORS, shares_of
-from .eigen import top_eigenpairs
 from .objective import Objective
+from .solvers.base import EigenTracker
 
 _SHORT = {"hessian": "hess", "ggn": "ggn", "residual": "res"}
 
@@ -47,15 +50,29 @@ class Measurement:
             raise ValueError("layer shares need the 'ggn' operator")
         self.every, self.tol, self.operators = every, tol, operators
         self.shares, self.alignment, self.probe, self.seed, self.verbose = shares, alignment, probe, seed, verbose
-        self._v0: dict[str, Tensor] = {}
+        self.trackers: dict[str, EigenTracker] = {}
+
+    #: a cold check every 10th measurement (every 100 steps at the default ``every``)
+    COLD_EVERY = 10
+
+    def tracker(self, name: str, k: int) -> EigenTracker:
+        """The warm-started tracker of operator ``name`` (top k)."""
+        if name not in self.trackers:
+            self.trackers[name] = EigenTracker(k, self.tol, strict=False, operator=name, cold_every=self.COLD_EVERY)
+        t = self.trackers[name]
+        t.k = k
+        return t
 
     def state_dict(self) -> dict:
-        """The warm-start eigenvectors (checkpointed by :func:`eoslib.training.train`, so a resumed run measures
-        the same values bit for bit)."""
-        return {"v0": dict(self._v0)}
+        """The trackers' state (checkpointed by :func:`eoslib.training.train`, so a resumed run measures the same
+        values bit for bit)."""
+        return {"trackers": {n: t.state_dict() for n, t in self.trackers.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self._v0 = dict(state.get("v0", {}))
+        self.trackers = {}
+        for n, st in state.get("trackers", {}).items():
+            self.tracker(n, 1).load_state_dict(st)
+            self.trackers[n].k = st["vectors"].shape[1] if st.get("vectors") is not None else 1
 
     def __call__(self, objective: Objective, theta: Tensor, step: int, t: float, final: bool) -> dict | None:
         if not final and step % self.every:
@@ -68,10 +85,10 @@ class Measurement:
         row: dict = {"accuracy": objective.accuracy(theta)}
         for name in self.operators:
             k = max(1, min(objective.stiff_dim, objective.P)) if name == "ggn" and self.shares else 1
-            r = top_eigenpairs(objective.hvp_operator(theta, name), objective.P, k, v0=self._v0.get(name),
-                               tol=self.tol, device=theta.device)
-            self._v0[name] = r.vectors
-            row[f"{_SHORT[name]}_lam1"] = float(r.values[0])
+            r = self.tracker(name, k)(objective, theta)
+            short = _SHORT[name]
+            row |= {f"{short}_lam1": float(r.values[0]), f"{short}_converged": bool(r.converged),
+                    f"{short}_residual": float(r.rel_residuals.max()), f"{short}_corrected": int(r.corrected)}
             if name == "ggn" and self.shares:
                 row |= {f"share_{j + 1}": float(s) for j, s in enumerate(shares_of(objective, r.vectors[:, 0]))}
                 w = r.values.clamp_min(0)

@@ -91,12 +91,14 @@ def alpha_in_mean(s: ProbeStats) -> float:
 
 
 def sharpness(objective, theta, cache: dict) -> float:
-    """λ_max(∇²L) by warm-started LOBPCG (relative residual 10⁻³, as the solvers track it)."""
+    """λ_max(∇²L) by LOBPCG to a relative residual 10⁻³ (as the solvers track it), from a seeded *cold* start
+    with the default guard: an end point is a handful of solves per run, so none is trusted to a warm start
+    (issue 17: a warm start at θ₀'s vector could lock onto the wrong pair). Its certificate goes to
+    ``cache["certificates"]["sharpness"]`` (stored as ``sharpness_converged`` / ``sharpness_residual``)."""
     from ..eigen import top_eigenpairs
 
-    r = top_eigenpairs(objective.hvp_operator(theta), objective.P, 1, v0=cache.get("hessian"), tol=1e-3,
-                       device=theta.device)
-    cache["hessian"] = r.vectors
+    r = top_eigenpairs(objective.hvp_operator(theta), objective.P, 1, tol=1e-3, device=theta.device)
+    cache.setdefault("certificates", {})["sharpness"] = r.certificate()
     return float(r.values[0])
 
 
@@ -120,7 +122,9 @@ def measure_point(objective, theta, names: Iterable[str], probe=None, seed: int 
                   cache: dict | None = None) -> dict[str, float]:
     """The measures ``names`` (and what they require) at θ. ``probe``/``seed``: the fixed probe subset for
     alignment measures (:func:`eoslib.alignment.probe_subset`); ``init``: the measures at θ₀ (for derived
-    ones; None means this point is θ₀); ``cache``: warm starts carried between calls."""
+    ones; None means this point is θ₀); ``cache``: state carried between calls. Every curvature measure ``n``
+    that leaves a certificate in ``cache["certificates"][n]`` gets the columns ``n_converged`` and
+    ``n_residual`` (max relative residual) beside its value."""
     names = closure(names)
     cache = {} if cache is None else cache
     row: dict[str, float] = {}
@@ -134,6 +138,9 @@ def measure_point(objective, theta, names: Iterable[str], probe=None, seed: int 
         src = source(n)
         if src == "curvature":
             row[n] = MEASURES[n](objective, theta, cache)
+            cert = cache.get("certificates", {}).pop(n, None)
+            if cert is not None:
+                row |= {f"{n}_converged": cert["converged"], f"{n}_residual": cert["residual"]}
         elif src == "derived":
             row[n] = MEASURES[n](row, row if init is None else init)
     return row
