@@ -63,20 +63,24 @@ DEFAULT_GUARD = 2
 #: matters (a guard Ritz value above a wanted one swaps in), but it forces the guard block to iterate until
 #: it has explored past the warm start.
 GUARD_TOL = 0.05
-#: Each wanted pair j converges to tol·max(|λ_j|, REL_FLOOR·max_i|λ_i|): relative to itself (λ_(k+1), which
-#: sets exponential Euler's Δt = 1/λ_(k+1), to the accuracy Δt needs), down to 1 % of the top, below which
-#: the top's scale takes over (values near 0 cannot be resolved relative to themselves).
+#: Each wanted pair j also converges relative to itself: ‖Av_j − θ_j v_j‖ ≤ PAIR_RTOL·|θ_j| puts an eigenvalue
+#: within 1 % of θ_j — the accuracy exponential Euler's Δt = 1/λ_(k+1) needs — where the top's scale alone
+#: (tol·max|λ|) would allow an error of tol·λ₁, i.e. 10 % of a λ_(k+1) a hundred times below λ₁.
+PAIR_RTOL = 1e-2
+#: ... down to REL_FLOOR·tol·max|λ| (values near 0 cannot be resolved relative to themselves).
 REL_FLOOR = 1e-2
 
 
 def pair_limits(values: Tensor, k: int, tol: float, guard_tol: float = GUARD_TOL) -> Tensor:
-    """The residual limit of every Ritz pair in ``values`` (any order): tol·max(|λ_j|, REL_FLOOR·s) for the
-    k largest, max(guard_tol, tol)·s for the others (guards), with s = max over the k largest of |λ|."""
+    """The residual limit of every Ritz pair in ``values`` (any order), with s = max over the k largest of |λ|:
+    max(min(tol·s, PAIR_RTOL·|λ_j|), REL_FLOOR·tol·s) for the k largest (never looser than tol·s; tighter for
+    pairs below (tol/PAIR_RTOL)·s = 0.1·s at tol 1e-3), and max(guard_tol, tol)·s for the others (guards)."""
     order = torch.argsort(values, descending=True, stable=True)
     scale = values[order[:k]].abs().max().clamp_min(torch.finfo(torch.float64).tiny)
     limits = torch.full_like(values, max(guard_tol, tol)) * scale
     top = order[:k]
-    limits[top] = tol * torch.maximum(values[top].abs(), REL_FLOOR * scale)
+    own = torch.minimum(PAIR_RTOL * values[top].abs(), tol * scale)
+    limits[top] = torch.maximum(own, REL_FLOOR * tol * scale)
     return limits
 
 
@@ -105,9 +109,9 @@ class EigenResult:
 
     @property
     def rel_residuals(self) -> Tensor:
-        """‖Av_j − λ_j v_j‖ / max(|λ_j|, REL_FLOOR·max_i|λ_i|): the quantity ``tol`` bounds."""
-        scale = self.values.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
-        return self.residuals / torch.maximum(self.values.abs(), REL_FLOOR * scale)
+        """‖Av_j − λ_j v_j‖ / max|λ|, the quantity ``tol`` bounds (each pair is also within PAIR_RTOL of its
+        own value: :func:`pair_limits`)."""
+        return self.residuals / self.values.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
 
     def certificate(self) -> dict:
         """What a stored number carries: converged, max relative residual, products, warm/cold, guard."""
@@ -266,8 +270,8 @@ def top_eigenpairs(
     ``guard`` extra block columns (default ``DEFAULT_GUARD`` = 2) make a warm start safe — they must converge
     too, to ``GUARD_TOL``·max|λ|, so a larger eigenvalue the warm block missed enters the Rayleigh–Ritz steps
     instead of the warm pair being accepted after one step — and speed convergence when λ_k ≈ λ_{k+1}.
-    Converged when every wanted residual ‖Av_j − λ_j v_j‖ ≤ tol·max(|λ_j|, REL_FLOOR·max_{i≤k}|λ_i|) (each
-    pair relative to itself, see :func:`pair_limits`) and every guard residual ≤ GUARD_TOL·max_{i≤k}|λ_i|; the
+    Converged when every wanted residual ‖Av_j − λ_j v_j‖ ≤ tol·max_{i≤k}|λ_i| and ≤ PAIR_RTOL·|λ_j| (1 %
+    of its own value, down to a floor; see :func:`pair_limits`) and every guard residual ≤ GUARD_TOL·max_{i≤k}|λ_i|; the
     limits are taken from the current Ritz values, so they move while those converge, and pairs locked
     earlier are unlocked when they no longer meet them. Otherwise, after ``max_matvecs`` single products
     (default :func:`default_max_matvecs`, 60·m·√(ln(dim+1) + 1) for m = k + guard; see there why) or dim

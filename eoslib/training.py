@@ -32,6 +32,22 @@ class DivergenceError(FloatingPointError):
     """The loss or the parameters became NaN/inf."""
 
 
+class LossRoseError(DivergenceError):
+    """Along a flow run (a solver with ``flow = True``: an integrator of dθ/dt = −∇L, on which L can only fall)
+    the loss rose by more than :func:`loss_rise_tolerance`: the integrator is unstable (a Δt above 2/λ_max, an
+    eigenvalue its tracker missed), so what follows is not the flow."""
+
+
+def loss_rise_tolerance(dtype: torch.dtype, loss0: float, loss: float) -> float:
+    """How much L_{n+1} may exceed L_n along a flow before it counts as a rise: rounding only,
+    1000·eps·L_n + 10·eps·L₀ (eps of the objective's dtype: 1.2e-4 relative in float32). The loss is a sum of
+    N terms evaluated in ``dtype``, so two evaluations of equal true losses differ by a few hundred eps·L at
+    most (pairwise summation); the absolute part covers a loss that has fallen far below its start, where the
+    terms' rounding is set by L₀'s scale."""
+    eps = torch.finfo(dtype).eps
+    return 1000 * eps * abs(loss) + 10 * eps * abs(loss0)
+
+
 @dataclass(frozen=True)
 class Stop:
     """When to stop: the first of L(θ) < ``loss``, t ≥ ``time``, or ``steps`` steps taken.
@@ -146,6 +162,16 @@ def _land(solver, objective, theta_prev: Tensor, dt_full: float, loss_prev: floa
                      math.log(loss_next / target), probe)
 
 
+def _rise_message(desc: str, step: int, t: float, prev: dict, loss: float) -> str:
+    """What a flow run's loss rise says: the step, the Δt taken, the λ estimates it was taken with."""
+    lams = {k: v for k, v in prev.items() if k in ("lam_max", "eig_residual", "eig_converged", "stages")
+            or (k.startswith("lam") and k[3:].isdigit())}
+    return (f"{desc}: the loss rose along the flow at step {step} (t={t:.6g}): {prev['loss']:.9g} → {loss:.9g} "
+            f"after a step of Δt = {prev.get('dt', float('nan')):.6g} taken with {lams or 'no λ estimate'}; the "
+            "integrator was unstable there (Δt above 2/λ_max, or an eigenvalue its tracker missed). Lower dt_max or "
+            "tighten the solver's eigen tolerance")
+
+
 def train(
     solver,
     objective,
@@ -162,9 +188,12 @@ def train(
     With ``checkpoint`` set, the state (θ, rows so far, the solver's and the hooks' warm-start state — hooks
     with ``state_dict``/``load_state_dict``) is written atomically every ``checkpoint_every`` steps and training
     resumes from it if the file exists, to the same results bit for bit; it is removed on success.
-    Raises :class:`DivergenceError` naming the step when the loss or θ stops being finite.
+    Raises :class:`DivergenceError` naming the step when the loss or θ stops being finite, and, for a flow
+    solver (``solver.flow``), :class:`LossRoseError` naming the step, its Δt and the solver's λ estimates when
+    the loss rises beyond :func:`loss_rise_tolerance`.
     """
     until = Stop(**until) if isinstance(until, dict) else (until or Stop())
+    flow = bool(getattr(solver, "flow", False))
     theta = (objective.theta0 if theta0 is None else theta0).detach().clone()
     rows: list[dict] = []
     t, step, elapsed = 0.0, 0, 0.0
@@ -197,6 +226,9 @@ def train(
             row["loss"] = loss
         if not math.isfinite(loss):
             raise DivergenceError(f"{desc}: loss became {loss} at step {step} (t={t:.6g}); lower the step size")
+        if flow and rows and loss > rows[-1]["loss"] + loss_rise_tolerance(objective.dtype, rows[0]["loss"],
+                                                                             rows[-1]["loss"]):
+            raise LossRoseError(_rise_message(desc, step, t, rows[-1], loss))
         if until.loss is not None and loss < until.loss:
             final, stopped_by, theta_next = True, "loss", theta
             with _naming_the_step(desc, step - 1, rows[-1]["t"] if rows else t):

@@ -199,10 +199,14 @@ def eig_record(r: EigenResult) -> dict:
 class Solver:
     """Base class: ``step`` (abstract) and the state plumbing for checkpoints.
 
-    ``state_dict`` holds the tracker's warm-start state and every attribute named in ``_state``."""
+    ``state_dict`` holds the tracker's warm-start state and every attribute named in ``_state``; ``flow``: the
+    loss must not rise along its runs."""
 
     tracker: EigenTracker | None = None
     _state: tuple[str, ...] = ()
+    #: an integrator of the gradient flow, along which the loss cannot rise (checked by
+    #: :func:`eoslib.training.train`); False for GD at a fixed step size, which may leave the flow (the edge)
+    flow: bool = True
 
     def state_dict(self) -> dict:
         out = {"tracker": self.tracker.state_dict()} if self.tracker is not None else {}

@@ -10,6 +10,7 @@ class GradientDescent(Solver):
     decides when to track is part of ``state_dict``, so a resumed run tracks the same steps."""
 
     _state = ("count",)
+    flow = False  # at a fixed η the loss may rise (the edge of stability is the point of these runs)
 
     def __init__(self, lr: float, track_every: int | None = None, k: int = 1, tol: float = 1e-3) -> None:
         if not lr > 0:
