@@ -73,6 +73,6 @@ def execute_run(name: str, config: dict, root: str | Path = ".", progress: bool 
         "device": str(theta.device),
     } | info
     write_json(summary, folder / "summary.json")
-    for f in ("phase1.pt", "checkpoint.pt"):
+    for f in ("phase1.pt", "phase1-checkpoint.pt", "checkpoint.pt"):
         (folder / f).unlink(missing_ok=True)
     return summary

@@ -49,8 +49,40 @@ def loss_rise_tolerance(dtype: torch.dtype, loss0: float, loss: float) -> float:
 
 
 @dataclass(frozen=True)
+class Event:
+    """An event that ends a run: the function ``value`` of θ first reaching ``target`` (from below).
+
+    Reached at θ when value(θ) ≥ target·(1 − rtol); a step that overshoots (value > target·(1 + rtol)) is
+    retaken from its start with a shorter Δt by :func:`land_step`, so the run ends on the event within
+    ``rtol`` (when the solver honours ``dt_cap``). ``name`` is the run's ``stopped_by``. (The intervention's
+    switch: ᾱ reaching α*.)"""
+
+    name: str
+    value: Callable[[Tensor], float]
+    target: float
+    rtol: float = 1e-3
+
+    def reached(self, theta: Tensor) -> bool:
+        return self.value(theta) >= self.target * (1 - self.rtol)
+
+    def land(self, solver, objective, theta: Tensor, theta_next: Tensor, dt: float):
+        """(θ, Δt) of the step from θ retaken to land on the event, or None when no retake is needed or possible."""
+        v0, v1 = self.value(theta), self.value(theta_next)
+        if not v1 > self.target * (1 + self.rtol):
+            return None
+
+        def probe(th: Tensor) -> tuple[float, float, bool]:
+            v = self.value(th)
+            return self.target - v, v, abs(v / self.target - 1) <= self.rtol
+
+        landed = land_step(solver, objective, theta, dt, self.target - v0, self.target - v1, probe, 8)
+        return None if landed is None else landed[:2]
+
+
+@dataclass(frozen=True)
 class Stop:
-    """When to stop: the first of L(θ) < ``loss``, t ≥ ``time``, or ``steps`` steps taken.
+    """When to stop: the first of L(θ) < ``loss``, t ≥ ``time``, ``steps`` steps taken, or ``event``
+    (an :class:`Event`, landed on like the loss threshold).
 
     A time limit is met exactly: the last step is shortened (``dt_cap``) to land on t = ``time``. With ``land``
     (default) a loss threshold is met the same way: when a step takes the loss below ``loss``, that step is
@@ -63,6 +95,7 @@ class Stop:
     steps: int = 100_000
     land: bool = True
     land_rtol: float = 0.01
+    event: Event | None = None
 
     def __post_init__(self) -> None:
         if self.loss is not None and not self.loss > 0:
@@ -213,6 +246,8 @@ def train(
         final = step >= until.steps or (until.time is not None and t >= until.time * (1 - 1e-12))
         if final:
             stopped_by = "steps" if step >= until.steps else "time"
+        elif until.event is not None and until.event.reached(theta):
+            final, stopped_by = True, until.event.name
         row = {"step": step, "t": t}
         if not final:
             cap = None if until.time is None else until.time - t
@@ -241,6 +276,11 @@ def train(
                 row = {"step": step, "t": t, "loss": loss, "landed": True, "land_evals": evals}
             else:  # nothing to land on (the first iterate is below) or the solver cannot shorten its step
                 row["landed"] = False
+        elif not final and until.event is not None:
+            with _naming_the_step(desc, step, t):
+                landed = until.event.land(solver, objective, theta, theta_next, row["dt"])
+            if landed is not None:  # the step retaken shorter: the next iterate is on the event
+                theta_next, row["dt"] = landed
         for hook in hooks:
             extra = hook(objective, theta, step=step, t=t, final=final)
             if extra:

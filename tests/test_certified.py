@@ -6,6 +6,8 @@ the per-pair tolerance and the tracker's cold checks (checked against the code o
 """
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -215,3 +217,59 @@ def test_the_rise_tolerance_is_rounding_only():
 
     assert loss_rise_tolerance(torch.float32, 2.3, 0.1) == pytest.approx(1000 * 1.1920929e-07 * 0.1 + 10 * 1.1920929e-07 * 2.3)
     assert loss_rise_tolerance(torch.float64, 1.0, 1.0) < 1e-12
+
+
+# ------------------------------------------------------------------------------- the intervention's ᾱ, checked
+def test_train_lands_on_an_event():
+    # Event: ‖θ − θ₀‖ reaching 0.5 along the EE flow of a tiny net: the run stops there (stopped_by = name),
+    # within rtol, the crossing step retaken shorter. Oracle: the norm recomputed from the returned θ.
+    from conftest import tiny_objective
+
+    from eoslib.solvers import ExponentialEuler
+    from eoslib.training import Event, Stop, train
+
+    ob = tiny_objective("mse")
+    dist = lambda th: float((th - ob.theta0).norm())  # noqa: E731
+    ev = Event("far", dist, 0.5, rtol=1e-3)
+    res = train(ExponentialEuler(dt_max=0.02), ob, until=Stop(steps=2000, event=ev), progress=False)
+    assert res.stopped_by == "far"
+    assert dist(res.theta) == pytest.approx(0.5, rel=1e-3)
+    assert len(res.table) > 3
+    # without the landing, the iterate after the crossing would be past the target by more than rtol
+    free = train(ExponentialEuler(dt_max=0.02), ob, until=Stop(steps=len(res.table) - 1), progress=False)
+    assert dist(free.theta) > 0.5 * (1 + 1e-3)
+
+
+def _tiny_mlp_objective():
+    from eoslib.models import mlp
+    from eoslib.objective import Objective
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(24, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (24,), generator=g)
+    return Objective(mlp(6, 8, 4, 3, activation="elu", seed=0, dtype=torch.float64), X, y, loss="ce")
+
+
+def test_the_held_alpha_is_checked_against_the_measured_one():
+    # ChainHook compares ChainTerms' ᾱ with Measurement's alpha_mean (eigvalsh of every Gram matrix) at every
+    # measured row. Correct terms: the gap is rounding (≤ 1e-10 in float64). Terms that under-estimate one layer
+    # norm by 2 % (as a solve locked on σ₂ would): AlignmentMismatchError naming the step.
+    from eoslib.experiments.intervention import AlignmentMismatchError, ChainHook
+    from eoslib.intervention import ChainTerms, Terms
+    from eoslib.measurement import Measurement
+
+    ob = _tiny_mlp_objective()
+    meas = lambda: Measurement(every=1, probe=None, operators=("hessian",), shares=False)  # noqa: E731
+    hook = ChainHook(ChainTerms(ob), meas())
+    row = hook(ob, ob.theta0, step=0, t=0.0, final=False)
+    assert abs(row["abar_gap"]) <= 1e-10 and hook.abar_rtol < 0.02
+
+    class Biased(ChainTerms):
+        def _terms(self, p):
+            t = super()._terms(p)
+            return Terms(t.log_norms - torch.tensor([math.log(1.02)] + [0.0] * (t.log_norms.shape[1] - 1)),
+                         t.log_chain)
+
+    bad = ChainHook(Biased(ob), meas())
+    with pytest.raises(AlignmentMismatchError, match="step 3"):
+        bad(ob, ob.theta0, step=3, t=0.1, final=False)

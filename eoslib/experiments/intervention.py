@@ -8,6 +8,10 @@ there (:mod:`eoslib.intervention`: ``alpha`` holds ᾱ, the placebo ``norms`` ho
 Σₖ log‖Jᵏ‖) to the same horizon. The projection needs a gradient-only solver (``gd``, ``agd``, ``rkc``);
 the default ``agd`` (Δt = min(Δt_max, c/λ₁), c = 1) stays below the edge of stability 2/λ₁, so λ_max is the
 flow's. ᾱ and the constraints use the probe rows of :class:`~eoslib.measurement.Measurement` (same probe, seed).
+Both phases run on the shared loop, :func:`eoslib.training.train` (hooks, checkpoints and resume, divergence and
+loss-rise checks): the first stops on the :class:`~eoslib.training.Event` "ᾱ reaches α*" (:func:`switch_event`).
+At every measured row :class:`ChainHook` checks the held ᾱ against the measured ``alpha_mean`` (column
+``abar_gap``; a disagreement beyond its stated tolerance stops the run).
 
 Columns of ``trajectory.csv``: the solver's record (``sharpness`` = λ_max(∇²L) at every iterate for agd/rkc),
 every ``measure_every`` steps of the free run and of an arm's held phase (from the switch on; before it the
@@ -15,7 +19,8 @@ free run has them) the :class:`~eoslib.measurement.Measurement` columns (eigen-s
 ``curvature``, alignment measures on the probe), at every iterate the chain-gain
 decomposition ``abar`` (ᾱ), ``log_alpha_mean``, ``log_norms_mean``, ``log_chain_mean`` (mean log‖P₁‖ = mean
 log α + mean Σₖ log‖Jᵏ‖), ``phase`` (``free`` | ``hold``), and in the held phase the projection's ``c``,
-``c_drift``, ``c_grad_norm``, ``removed`` (fraction of ‖∇L‖² projected out), ``c_step_drift``, ``newton``.
+``c_drift``, ``c_grad_norm``, ``removed`` (fraction of ‖∇L‖² projected out), ``c_step_drift``, ``newton``;
+``abar_gap`` = ᾱ/alpha_mean − 1 at measured rows.
 
 Runs ``intervene/<setting>/seed<s>/free`` and ``intervene/<setting>/seed<s>/a<α*>-<hold>``, one stage
 ``intervene``. ``summary.json`` adds ``arm``, ``alpha_star``, ``switched``, ``switch`` (step, t, loss, ᾱ, λ_max,
@@ -96,61 +101,63 @@ def plan(p: dict) -> dict[str, Stage]:
 # ---------------------------------------------------------------------------------------------- running
 
 
-def chain_hook(terms):
-    """Train hook: the chain-gain decomposition columns (:data:`CHAIN_COLUMNS`) at every iterate."""
-
-    def hook(objective, theta, step, t, final):
-        return terms.evaluate(theta).terms.summary()
-
-    return hook
+class AlignmentMismatchError(RuntimeError):
+    """The ᾱ the intervention holds (:class:`~eoslib.intervention.ChainTerms`: envelope-theorem singular pairs)
+    and the measured ``alpha_mean`` (:mod:`eoslib.alignment`: eigvalsh of every Gram matrix) disagree: one of
+    the two computed a wrong singular value."""
 
 
-def _land_alpha(solver, objective, terms, theta, dt_full: float, a_prev: float, a_next: float, target: float,
-                max_evals: int = 8):
-    """Retake the step from θ so that ᾱ = target·(1 ± LAND_RTOL): :func:`~eoslib.training.land_step` on
-    f = target − ᾱ (ᾱ(θ) < target ≤ ᾱ after the full step). Returns (θ, Δt, ᾱ) or None when the solver ignores
-    ``dt_cap``."""
-    from ..training import land_step
+class ChainHook:
+    """Train hook: the chain-gain decomposition columns (:data:`CHAIN_COLUMNS`) at every iterate, and, where the
+    wrapped :class:`~eoslib.measurement.Measurement` fires, its columns plus a run-time check that the held ᾱ
+    (``abar``) and the measured ``alpha_mean`` agree: |abar/alpha_mean − 1| ≤ ``abar_rtol`` (column
+    ``abar_gap``), else :class:`AlignmentMismatchError` naming the step.
 
-    def probe(th):
-        a = terms.evaluate(th).terms.summary()["abar"]
-        return target - a, a, abs(a / target - 1) <= LAND_RTOL
+    Tolerance: both are means over the same probe rows of α = ‖P₁‖/Πₖ‖Jᵏ‖. A top pair of JᵀJ with relative
+    residual r has an eigenvalue within r·σ² of its Ritz value, so each ‖Jᵏ‖ is within r/2 relative and α within
+    (K−1)·r/2 + the same for P₁; with r = ``terms.tol`` the default ``abar_rtol`` = K·tol + 100·eps of the dtype
+    (3.5e-4·K in float32) allows that and rounding, and no more: a layer solved onto its second singular value
+    (1–6 % low on these networks) fails it. ``state_dict`` carries the terms' warm starts and the measurement's
+    trackers, so a resumed run computes the same values."""
 
-    landed = land_step(solver, objective, theta, dt_full, target - a_prev, target - a_next, probe, max_evals)
-    return None if landed is None else landed[:3]
+    def __init__(self, terms, measurement=None, abar_rtol: float | None = None) -> None:
+        import torch
+
+        self.terms, self.measurement = terms, measurement
+        eps = torch.finfo(terms.objective.dtype).eps
+        depth = sum(1 for m in terms.objective.model.modules() if isinstance(m, torch.nn.Linear))  # K
+        self.abar_rtol = depth * terms.tol + 100 * eps if abar_rtol is None else abar_rtol
+
+    def __call__(self, objective, theta, step, t, final) -> dict:
+        row = self.terms.evaluate(theta).terms.summary()
+        if self.measurement is not None:
+            extra = self.measurement(objective, theta, step=step, t=t, final=final)
+            if extra:
+                row |= extra
+                if "alpha_mean" in extra:
+                    gap = row["abar"] / extra["alpha_mean"] - 1
+                    row["abar_gap"] = gap
+                    if not abs(gap) <= self.abar_rtol:
+                        raise AlignmentMismatchError(
+                            f"step {step} (t={t:.6g}): the held ᾱ = {row['abar']:.8g} and the measured alpha_mean = "
+                            f"{extra['alpha_mean']:.8g} differ by {gap:.3g} (relative) > {self.abar_rtol:.3g}")
+        return row
+
+    def state_dict(self) -> dict:
+        return {"terms": self.terms.state_dict(),
+                "measurement": None if self.measurement is None else self.measurement.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.terms.load_state_dict(state["terms"])
+        if self.measurement is not None and state.get("measurement") is not None:
+            self.measurement.load_state_dict(state["measurement"])
 
 
-def follow_until(solver, objective, terms, alpha_star: float, until, desc: str = "prefix") -> dict:
-    """The free flow from θ₀ until ᾱ first reaches ``alpha_star`` (reason ``switch``; the crossing step retaken
-    to land on it), or until ``until`` (a :class:`~eoslib.training.Stop`: reason ``loss``, ``time``, ``steps``)
-    comes first. Returns {theta, rows (the iterates before θ), t, step, reason}: θ is the switch point."""
-    import torch
+def switch_event(terms, alpha_star: float):
+    """The :class:`~eoslib.training.Event` "ᾱ first reaches α*" (landed on within LAND_RTOL)."""
+    from ..training import Event
 
-    from ..training import DivergenceError, _expand  # the row layout of train's table
-
-    theta, t, step, rows = objective.theta0.detach().clone(), 0.0, 0, []
-    s = terms.evaluate(theta).terms.summary()
-    while True:
-        if s["abar"] >= alpha_star * (1 - LAND_RTOL):
-            return {"theta": theta, "rows": rows, "t": t, "step": step, "reason": "switch"}
-        if step >= until.steps or (until.time is not None and t >= until.time * (1 - 1e-12)):
-            return {"theta": theta, "rows": rows, "t": t, "step": step,
-                    "reason": "steps" if step >= until.steps else "time"}
-        cap = None if until.time is None else until.time - t
-        theta_next, rec = solver.step(objective, theta, dt_cap=cap)
-        row = {"step": step, "t": t} | _expand(rec) | s
-        if not math.isfinite(row["loss"]) or not torch.isfinite(theta_next).all():
-            raise DivergenceError(f"{desc}: diverged at step {step} (t={t:.6g}); lower the step size")
-        if until.loss is not None and row["loss"] < until.loss:  # θ is below the threshold before reaching α*
-            return {"theta": theta, "rows": rows, "t": t, "step": step, "reason": "loss"}
-        s_next = terms.evaluate(theta_next).terms.summary()
-        if s_next["abar"] > alpha_star * (1 + LAND_RTOL):  # overshot: retake the step shorter
-            landed = _land_alpha(solver, objective, terms, theta, row["dt"], s["abar"], s_next["abar"], alpha_star)
-            if landed is not None:
-                theta_next, row["dt"], _ = landed
-                s_next = terms.evaluate(theta_next).terms.summary()
-        rows.append(row)
-        theta, t, step, s = theta_next, t + row["dt"], step + 1, s_next
+    return Event("switch", lambda th: terms.evaluate(th).terms.summary()["abar"], alpha_star, LAND_RTOL)
 
 
 def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]:
@@ -167,8 +174,9 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     solver = build_solver(config["solver"])
     terms = ChainTerms(objective, probe_subset(objective.X, config["probe"], config["seed"]))
     ops = tuple(config["curvature"])
-    hooks = [Measurement(every=config["measure_every"], probe=config["probe"], seed=config["seed"], operators=ops,
-                         shares="ggn" in ops), chain_hook(terms)]
+    measured = ChainHook(terms, Measurement(every=config["measure_every"], probe=config["probe"], seed=config["seed"],
+                                            operators=ops, shares="ggn" in ops))
+    hooks = [measured]
     thr, T, steps = config["loss_threshold"], config["time"], config["max_steps"]
     kw = {"checkpoint": folder / "checkpoint.pt", "checkpoint_every": config["checkpoint_every"],
           "progress": progress, "desc": str(folder)}
@@ -185,12 +193,14 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
         pre = torch.load(p1, map_location=objective.device, weights_only=False)
         solver.load_state_dict(pre["solver"])
         terms.load_state_dict(pre["terms"])
-    else:
-        import time
-
-        start = time.perf_counter()
-        pre = follow_until(solver, objective, terms, a_star, Stop(loss=thr, time=T, steps=steps), str(folder))
-        pre |= {"solver": solver.state_dict(), "terms": terms.state_dict(), "seconds": time.perf_counter() - start}
+    else:  # the free flow to the switch, on the shared loop (chain columns only: the free run has the rest)
+        r1 = train(solver, objective, until=Stop(loss=thr, time=T, steps=steps, event=switch_event(terms, a_star)),
+                   hooks=[ChainHook(terms)], checkpoint=folder / "phase1-checkpoint.pt",
+                   checkpoint_every=config["checkpoint_every"], progress=progress, desc=f"{folder} (to the switch)")
+        last = r1.table.iloc[-1]
+        pre = {"theta": r1.theta, "rows": r1.table.iloc[:-1].to_dict("records"), "t": float(last["t"]),
+               "step": int(last["step"]), "reason": r1.stopped_by, "seconds": r1.seconds,
+               "solver": solver.state_dict(), "terms": terms.state_dict()}
         atomic_save(pre, p1)
     prefix = pd.DataFrame(pre["rows"]).assign(phase="free")
     info = {"arm": hold, "alpha_star": a_star, "switched": pre["reason"] == "switch"}
