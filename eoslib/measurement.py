@@ -10,8 +10,8 @@ relative residual) and ``<op>_corrected`` (1 when a cold check replaced the warm
 measure (:mod:`eoslib.measures`: ``alpha_mean``, ``alpha_median``, ``alpha_gmean``, ``chain_gain``, …) and per
 layer ``jnorm_k`` = geometric mean of ‖Jᵏ‖₂, ``afac_k`` = mean aₖ; ``measure_seconds``, the hook's own cost.
 Eigenvectors are warm-started from the previous measurement by one :class:`~eoslib.solvers.base.EigenTracker`
-per operator (guarded every 5th measurement, checked cold every ``cold_every``-th and on a 25 % jump; never
-raising: an unconverged value is stored with ``converged`` False and the ledger refuses it).
+per operator (guarded at every measurement — they are 10 steps apart, so a guard costs little beside the
+training — checked cold every ``COLD_EVERY``-th and when λ₁ leaves its trend by 25 %; never raising: an unconverged value is stored with ``converged`` False and the ledger refuses it).
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ class Measurement:
     def tracker(self, name: str, k: int) -> EigenTracker:
         """The warm-started tracker of operator ``name`` (top k)."""
         if name not in self.trackers:
-            self.trackers[name] = EigenTracker(k, self.tol, strict=False, operator=name, cold_every=self.COLD_EVERY)
+            self.trackers[name] = EigenTracker(k, self.tol, strict=False, operator=name, guard_every=1,
+                                              cold_every=self.COLD_EVERY)
         t = self.trackers[name]
         t.k = k
         return t

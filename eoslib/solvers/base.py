@@ -36,12 +36,13 @@ class EigenTracker:
     a crossing) is a near-invariant start: its residual is small and, alone, it is accepted as converged. Three
     guards, cheapest first (issue 17; ``tests/test_certified.py``):
 
-    1. every ``guard_every``-th call solves with ``guard`` extra columns (default 2, carried warm from the
-       previous guarded solve) that must converge too (:data:`~eoslib.eigen.GUARD_TOL`): a value rising from
-       just below the tracked set enters it within ``guard_every`` calls. (A guard on every call costs 16–54 %
-       more products on the benchmark runs, every 5th call 5–20 %: ``benchmarks/certified_cost.py``.)
-    2. every ``cold_every``-th call, and whenever λ₁ moved by more than ``jump`` (relative) since the last call,
-       a *cold* check: a seeded random block with the guard, solved to ``check_tol``. If a cold Ritz value
+    1. every ``guard_every``-th call (default 10) solves with ``guard`` extra columns (default 2, carried warm
+       from the previous guarded solve) that must converge too (:data:`~eoslib.eigen.GUARD_TOL`): a value rising
+       from just below the tracked set enters it within ``guard_every`` calls. (Guarding every 5th call cost
+       20 % more Hessian products on a default GD run, every 10th 15 %; ``benchmarks/certified_cost.py``,
+       ``metrics/certified_cost.json``.)
+    2. every ``cold_every``-th call, and whenever λ₁ left its trend by more than ``jump`` (relative; see
+       :meth:`jumped`), a *cold* check: a seeded random block with the guard, solved to ``check_tol``. If a cold Ritz value
        exceeds the warm one of the same rank by more than the cold pair's residual (by interlacing, a Ritz
        value never exceeds the true eigenvalue of its rank, so this can only mean the warm solve missed one),
        the warm result is replaced by a full-tolerance solve warm-started from the cold block and the event is
@@ -60,7 +61,7 @@ class EigenTracker:
     RETRY_BUDGET = 2
 
     def __init__(self, k: int, tol: float, guard: int = DEFAULT_GUARD, extrapolate: bool = True,
-                 max_matvecs: int | None = None, retry_guard: int | None = None, guard_every: int = 5,
+                 max_matvecs: int | None = None, retry_guard: int | None = None, guard_every: int = 10,
                  cold_every: int = 100, jump: float = 0.25, check_tol: float = 1e-2, strict: bool = True,
                  operator: str = "hessian") -> None:
         if guard_every < 1 or cold_every < 1:
@@ -75,7 +76,7 @@ class EigenTracker:
         self._thetas: tuple[Tensor | None, Tensor | None] = (None, None)  # θ of those two solves
         self.calls = 0  # solves so far (decides when to guard and when to check cold)
         self.corrections = 0  # warm results replaced after a cold check
-        self._last_top: float | None = None
+        self._tops: tuple[float | None, float | None] = (None, None)  # λ₁ of the two previous solves
 
     def warm_start(self, theta: Tensor) -> Tensor | None:
         """The starting block (k columns) for a solve at θ."""
@@ -109,12 +110,10 @@ class EigenTracker:
         r = self._solve(op, P, v0, self.guard if guarded else 0, self.max_matvecs, dtype, theta.device)
         if not r.converged and self.strict:
             r = self._retry(op, P, r, theta.device)
-        top = float(r.values[0])
-        jumped = self._last_top is not None and abs(top - self._last_top) > self.jump * max(abs(self._last_top), 1e-30)
-        if r.warm and (self.calls % self.cold_every == 0 or jumped):
+        if r.warm and (self.calls % self.cold_every == 0 or self.jumped(float(r.values[0]), theta)):
             r = self._cold_check(op, P, r, dtype, theta.device)
         self.calls += 1
-        self._last_top = float(r.values[0])
+        self._tops = (self._tops[1], float(r.values[0]))
         if self.extrapolate:
             self._prev_vectors = self.vectors
             self._thetas = (self._thetas[1], theta.detach().clone())
@@ -122,6 +121,22 @@ class EigenTracker:
         if r.block is not None and r.block.shape[1] > self.k:
             self.guard_vectors = r.block[:, self.k:].to(objective.dtype)
         return r
+
+    def jumped(self, top: float, theta: Tensor) -> bool:
+        """Whether λ₁ left its trend: |λ₁ − λ̂₁| > ``jump``·|λ₁'| with λ̂₁ = λ₁' + f·(λ₁' − λ₁''), the two
+        previous values extrapolated linearly (f as in :meth:`warm_start`; f = 0 without a history). A smooth
+        fast rise (progressive sharpening) follows its trend; a warm solve that switched pairs, or missed one
+        rising past it, does not."""
+        l0, l1 = self._tops
+        if l1 is None:
+            return False
+        pred = l1
+        th0, th1 = self._thetas
+        if l0 is not None and th0 is not None and th1 is not None and th1.shape == theta.shape:
+            d_prev = float((th1 - th0).norm())
+            f = min(max(float((theta - th1).norm()) / d_prev, 0.0), 2.0) if d_prev > 0 else 0.0
+            pred = l1 + f * (l1 - l0)
+        return abs(top - pred) > self.jump * max(abs(l1), 1e-30)
 
     def _solve(self, op, P: int, v0: Tensor | None, guard: int, max_matvecs: int | None, dtype: torch.dtype,
                device: torch.device, tol: float | None = None) -> EigenResult:
@@ -176,7 +191,7 @@ class EigenTracker:
     def state_dict(self) -> dict:
         return {"vectors": self.vectors, "prev_vectors": self._prev_vectors, "thetas": self._thetas,
                 "guard_vectors": self.guard_vectors, "calls": self.calls, "corrections": self.corrections,
-                "last_top": self._last_top}
+                "tops": self._tops}
 
     def load_state_dict(self, state: dict) -> None:
         self.vectors = state.get("vectors")
@@ -184,7 +199,7 @@ class EigenTracker:
         self._thetas = tuple(state.get("thetas", (None, None)))
         self.guard_vectors = state.get("guard_vectors")
         self.calls, self.corrections = state.get("calls", 0), state.get("corrections", 0)
-        self._last_top = state.get("last_top")
+        self._tops = tuple(state.get("tops", (None, None)))
 
 
 def eig_record(r: EigenResult) -> dict:
