@@ -8,7 +8,7 @@ folder given with ``--against-dir``. Rules:
 
 * strings and booleans (verdicts, names) must be equal;
 * keys whose name contains ``seconds`` or ``nfev`` (timings, solver work) are ignored;
-* integer counts named in ``COUNT_KEYS`` (loss increases, steps) may differ by ``--count-rtol`` (default 10%),
+* integer counts named in ``COUNT_KEYS`` (loss increases, steps, certified solves, warm→cold corrections) may differ by ``--count-rtol`` (default 10%),
   other integers must be equal;
 * every other number must satisfy |new − old| ≤ atol + rtol·|old| (defaults rtol = 0.02, atol = 1e-6):
   single-threaded CPU runs are deterministic on one machine, but another CPU or BLAS changes the last bits,
@@ -27,11 +27,13 @@ import sys
 from pathlib import Path
 
 IGNORE_SUBSTRINGS = ("seconds", "nfev")
-COUNT_KEYS = ("loss_increases", "steps", "points", "n_boot_valid")
+COUNT_KEYS = ("loss_increases", "steps", "points", "n_boot_valid", "checked", "corrections")
 
 
 def _committed(root: Path, rev: str, rel: str) -> str | None:
-    r = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=root, capture_output=True, text=True)
+    # "./": the path relative to ``root`` (a bare "REV:path" is read from the repository's top, which for a
+    # profile folder is the root profile's file)
+    r = subprocess.run(["git", "show", f"{rev}:./{rel}"], cwd=root, capture_output=True, text=True)
     return r.stdout if r.returncode == 0 else None
 
 
