@@ -53,15 +53,21 @@ def test_krylov_pair_matches_the_svd():
     d = torch.rand(7, 60, generator=g, dtype=F64) + 0.1
     J = A * d[:, None, :]
     U, S, Vh = torch.linalg.svd(J)
-    u, v, used, res = _krylov_pair(A, d, None, tol=1e-12, max_matvecs=500)
-    assert res <= 1e-12
-    sigma = ((u[:, None, :] @ J).squeeze(1) * v).sum(1)
+    sp = _krylov_pair(A, d, None, tol=1e-12, max_matvecs=500)
+    assert sp.converged and float(sp.residuals.max()) <= 1e-12 and not sp.warm
+    sigma = ((sp.u[:, None, :] @ J).squeeze(1) * sp.v).sum(1)
     assert torch.allclose(sigma, S[:, 0], rtol=1e-12, atol=0)
-    assert torch.allclose((u * U[:, :, 0]).sum(1).abs(), torch.ones(7, dtype=F64), atol=1e-9)
-    assert torch.allclose((v * Vh[:, 0, :]).sum(1).abs(), torch.ones(7, dtype=F64), atol=1e-9)
-    # a warm start at the answer is accepted after one product
-    _, _, used_warm, _ = _krylov_pair(A, d, Vh[:, 0, :], tol=1e-10, max_matvecs=500)
-    assert used_warm == 1 < used
+    assert torch.allclose(sp.sigma, S[:, 0], rtol=1e-12, atol=0)
+    assert torch.allclose((sp.u * U[:, :, 0]).sum(1).abs(), torch.ones(7, dtype=F64), atol=1e-9)
+    assert torch.allclose((sp.v * Vh[:, 0, :]).sum(1).abs(), torch.ones(7, dtype=F64), atol=1e-9)
+    assert sp.block.shape == (7, 1 + sp.guard, 60) and torch.allclose(sp.block[:, 0], sp.v, rtol=0, atol=1e-14)
+    # warm at the answer (its own Ritz block): converged and cheaper than cold, but never accepted on the first
+    # block product alone (the check that accepted a start at any eigenvector, issue 17)
+    warm = _krylov_pair(A, d, sp.block, tol=1e-10, max_matvecs=500)
+    assert warm.converged and warm.warm and 1 + warm.guard < warm.matvecs < sp.matvecs
+    assert torch.allclose(warm.sigma, S[:, 0], rtol=1e-12, atol=0)
+    assert warm.certificate() == {"converged": True, "residual": float(warm.residuals.max()),
+                                  "matvecs": warm.matvecs, "warm": True, "guard": 2}
 
 
 @pytest.mark.parametrize("gram_max", [0, 1000], ids=["krylov", "eigh"])
