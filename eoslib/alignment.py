@@ -16,21 +16,30 @@ Notation: Jᵏ = ∂x̂ᵏ⁺¹/∂x̂ᵏ = Aᵏ⁺¹ diag(σ′(x̂ᵏ)) (k = 1
 * **Differentiable dataset level** (``alignment_functional``): mean α, mean Σₖ log‖Jᵏ‖ and mean log‖P₁‖
   as functions of the flat parameters θ that autograd and ``torch.func`` differentiate (MLPs).
 
-MLPs use the closed-form per-example matrices (``method="closed"``, batched ``torch.linalg`` eigensolvers
-on Gram matrices, chunked over examples); any other cut ``nn.Sequential`` (e.g. ``models.cnn``) uses the
+**One kernel.** For MLPs every number above comes from :func:`chain_kernel` — the per-layer and chain top
+singular pairs (:mod:`eoslib.singular`; ``method``: ``gram`` = ``eigh`` of Gram matrices, ``krylov`` = the
+warm-startable block Krylov method, ``auto`` by size), α, aₖ and the chain gain, each pair with its
+certificate — which serves the measurement hook and the end points (``method="closed"`` here: the Gram
+method, chunked over examples) and the intervention (:class:`eoslib.intervention.ChainTerms`). Any other cut
+``nn.Sequential`` (e.g. ``models.cnn``) uses the
 matrix-free power iteration (``method="matfree"``); ``"auto"`` picks closed form when the model is an MLP.
 """
 from __future__ import annotations
+
+import math
 
 from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import Tensor, nn
 
+from dataclasses import dataclass
+
 from .jacobians import (
-    chain_from_top, chain_map, input_layer_norm_matfree, layer_map, mlp_parts, mlp_pass, per_example_vjp,
+    MLPPass, chain_from_top, chain_map, input_layer_norm_matfree, layer_map, mlp_parts, mlp_pass, per_example_vjp,
     preactivations, spectral_norm_matfree,
 )
+from .singular import DEFAULT_GUARD, GRAM_MAX, SingularPairs, gram_pairs, krylov_pairs
 
 if TYPE_CHECKING:  # annotation only
     from .objective import Objective
@@ -74,12 +83,6 @@ def spectral_norms(J: Tensor) -> Tensor:
     return torch.linalg.eigvalsh(G)[..., -1].clamp_min(0).sqrt()
 
 
-def _top_left(P: Tensor) -> tuple[Tensor, Tensor]:
-    """(‖P‖₂, a unit top left singular vector u) per example, from ``eigh(P Pᵀ)`` (Q × Q, Q small)."""
-    lam, U = torch.linalg.eigh(P @ P.mT)
-    return lam[..., -1].clamp_min(0).sqrt(), U[..., -1]
-
-
 #: names of the per-example statistics, in the order of ``alignment_stats`` (first three) and
 #: ``full_alignment_stats`` (all five)
 STAT_NAMES = ("norms", "chain", "factors", "input_gain", "input_norm")
@@ -90,25 +93,80 @@ def _stack(cols: list[Tensor], X: Tensor) -> Tensor:
     return torch.stack(cols, dim=1) if cols else X.new_zeros(X.shape[0], 0)
 
 
+@dataclass(frozen=True)
+class Chain:
+    """What :func:`chain_kernel` returns for N examples: ``layers`` (the top pairs of J¹ … Jᴷ⁻¹), ``top`` (of
+    P₁), ``factors`` aₖ (N × (K−1)) and ``P1`` (N × Q × width, detached)."""
+
+    layers: list[SingularPairs]
+    top: SingularPairs
+    factors: Tensor
+    P1: Tensor
+
+    @property
+    def norms(self) -> Tensor:
+        """‖Jᵏ‖₂, N × (K−1)."""
+        return _stack([p.sigma for p in self.layers], self.top.sigma[:, None])
+
+    @property
+    def alpha(self) -> Tensor:
+        """α = ‖P₁‖ / Πₖ‖Jᵏ‖ per example."""
+        return self.top.sigma / self.norms.prod(dim=1)
+
+    @property
+    def converged(self) -> bool:
+        return all(p.converged for p in [*self.layers, self.top])
+
+    @property
+    def residual(self) -> float:
+        """The largest relative residual of any pair."""
+        return max(float(p.residuals.max()) for p in [*self.layers, self.top])
+
+
+def chain_kernel(p: MLPPass, method: str = "gram", warm: dict[int, Tensor] | None = None, tol: float | None = None,
+                 guard: int = DEFAULT_GUARD, max_matvecs: int = 1000, gram_max: int = GRAM_MAX,
+                 seed: int = 0) -> Chain:
+    """The one alignment kernel: top singular pairs of every Jᵏ(xᵢ) = Aᵏ⁺¹ diag(σ′(x̂ᵏ(xᵢ))) and of P₁(xᵢ), and
+    the per-layer factors aₖ (module docstring), for the examples of the MLP pass ``p`` (detached here).
+
+    ``method`` picks the layers' singular-pair method: ``gram`` (eigh of the Gram matrix of the formed Jᵏ),
+    ``krylov`` (:func:`~eoslib.singular.krylov_pairs` on JᵏᵀJᵏ without forming it; ``warm``: layer index →
+    the previous call's block, ``tol`` its relative residual, default √eps of the dtype), ``auto`` (Gram
+    where a side of Aᵏ⁺¹ is ≤ ``gram_max``, else Krylov). P₁ (Q rows) always by Gram. Every pair carries its
+    certificate."""
+    if method not in ("gram", "krylov", "auto"):
+        raise ValueError(f"method must be 'gram', 'krylov' or 'auto' (got {method!r})")
+    warm = {} if warm is None else warm
+    with torch.no_grad():
+        layers = [(A.detach(), d.detach()) for A, d in zip(p.weights[1:], p.slopes)]  # (Aᵏ⁺¹, σ′(x̂ᵏ))
+        tol = math.sqrt(torch.finfo(p.weights[0].dtype).eps) if tol is None else tol
+        pairs = []
+        for k, (A, d) in enumerate(layers):
+            if method == "gram" or (method == "auto" and min(A.shape) <= gram_max):
+                pairs.append(gram_pairs(A * d[:, None, :]))
+            else:
+                pairs.append(krylov_pairs(A, d, warm.get(k), tol, max_matvecs, guard=guard, seed=seed + k))
+        for P in chain_from_top(MLPPass([w.detach() for w in p.weights], p.inputs, [d for _, d in layers])):
+            pass  # keep only the last, P₁
+        top = gram_pairs(P)
+        u, factors = top.u, []
+        for (A, d), sp in zip(reversed(layers), reversed(pairs)):  # k = K−1..1: uₖᵀ ∝ uₖ₊₁ᵀ Jᵏ
+            w = (u @ A) * d
+            g = w.norm(dim=1)
+            factors.append(g / sp.sigma)
+            u = w / g.clamp_min(torch.finfo(g.dtype).tiny)[:, None]
+        return Chain(pairs, top, _stack(factors[::-1], top.sigma[:, None]), P)
+
+
 def _closed_stats(model: nn.Sequential, X: Tensor, with_input: bool) -> list[Tensor]:
-    """[‖Jᵏ‖₂: N × (K−1), ‖P₁‖₂: N, aₖ: N × (K−1)] (+ [‖P₁A¹‖₂: N, ‖A¹‖₂: N] ``with_input``) for an MLP,
-    one layer's matrices in memory at a time."""
+    """[‖Jᵏ‖₂: N × (K−1), ‖P₁‖₂: N, aₖ: N × (K−1)] (+ [‖P₁A¹‖₂: N, ‖A¹‖₂: N] ``with_input``) for an MLP, by
+    :func:`chain_kernel` (Gram method)."""
     p = mlp_pass(model, X)
-    layers = list(zip(p.weights[1:], p.slopes))  # (Aᵏ⁺¹, σ′(x̂ᵏ)), k = 1..K−1
-    norms = [spectral_norms(A * d[:, None, :]) for A, d in layers]
-    for P in chain_from_top(p):  # keep only the last, P₁
-        pass
-    chain, u = _top_left(P)
-    factors = []
-    for (A, d), n in zip(reversed(layers), reversed(norms)):  # k = K−1..1: uₖᵀ ∝ uₖ₊₁ᵀ Jᵏ
-        w = (u @ A) * d
-        g = w.norm(dim=1)
-        factors.append(g / n)
-        u = w / g.clamp_min(torch.finfo(g.dtype).tiny)[:, None]
-    out = [_stack(norms, X), chain, _stack(factors[::-1], X)]
+    ch = chain_kernel(p, "gram")
+    out = [ch.norms, ch.top.sigma, ch.factors]
     if with_input:  # ∂f/∂x = P₁ A¹; ‖A¹‖₂ is the same for every example
-        A1 = p.weights[0]
-        out += [spectral_norms(P @ A1), spectral_norms(A1).expand(X.shape[0])]
+        A1 = p.weights[0].detach()
+        out += [spectral_norms(ch.P1 @ A1), spectral_norms(A1).expand(X.shape[0])]
     return out
 
 

@@ -292,3 +292,26 @@ def test_small_gap_with_a_continuum_below(seed, dtype):
     # a residual ≤ 1e-3 puts the Ritz value within r²/gap ≈ 1e-6/0.01 of λ₁: 1e-4 relative is safe and far below
     # the 1 % that separates λ₂
     assert r.converged and r.values[0].item() == pytest.approx(1.01, rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_kernel_gram_and_krylov_agree_with_the_svd(dtype):
+    # chain_kernel's two singular-pair methods against torch.linalg.svdvals of the formed matrices (an independent
+    # LAPACK route): the layer norms, ‖P₁‖, α and Πₖ aₖ = α. Tolerances: Gram is exact to rounding (1e-10 in
+    # float64, 1e-5 in float32); Krylov's values err by ≲ tol²/gap (tol = √eps), below those.
+    from eoslib.alignment import chain_kernel
+    from eoslib.jacobians import mlp_pass
+    from eoslib.models import mlp
+
+    model = mlp(6, 40, 4, 3, activation="elu", seed=0, dtype=dtype)
+    X = torch.randn(12, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(dtype)
+    p = mlp_pass(model, X)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-4
+    want = torch.stack([torch.linalg.svdvals((A * d[:, None, :]).double())[:, 0]
+                        for A, d in zip(p.weights[1:], p.slopes)], dim=1)
+    for method in ("gram", "krylov"):
+        ch = chain_kernel(p, method)
+        assert ch.converged
+        torch.testing.assert_close(ch.norms.double(), want, rtol=rtol, atol=0)
+        torch.testing.assert_close(ch.top.sigma.double(), torch.linalg.svdvals(ch.P1.double())[:, 0], rtol=rtol, atol=0)
+        torch.testing.assert_close(ch.factors.prod(dim=1).double(), ch.alpha.double(), rtol=rtol, atol=0)

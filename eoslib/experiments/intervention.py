@@ -108,7 +108,8 @@ class AlignmentMismatchError(RuntimeError):
 
 
 class ChainHook:
-    """Train hook: the chain-gain decomposition columns (:data:`CHAIN_COLUMNS`) at every iterate, and, where the
+    """Train hook: the chain-gain decomposition columns (:data:`CHAIN_COLUMNS`) at every iterate with the
+    certificate of their singular pairs (``chain_converged``, ``chain_residual``), and, where the
     wrapped :class:`~eoslib.measurement.Measurement` fires, its columns plus a run-time check that the held ᾱ
     (``abar``) and the measured ``alpha_mean`` agree: |abar/alpha_mean − 1| ≤ ``abar_rtol`` (column
     ``abar_gap``), else :class:`AlignmentMismatchError` naming the step.
@@ -129,7 +130,8 @@ class ChainHook:
         self.abar_rtol = depth * terms.tol + 100 * eps if abar_rtol is None else abar_rtol
 
     def __call__(self, objective, theta, step, t, final) -> dict:
-        row = self.terms.evaluate(theta).terms.summary()
+        ev = self.terms.evaluate(theta)
+        row = ev.terms.summary() | (ev.certificate or {})
         if self.measurement is not None:
             extra = self.measurement(objective, theta, step=step, t=t, final=final)
             if extra:
