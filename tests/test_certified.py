@@ -11,7 +11,11 @@ import math
 import pytest
 import torch
 
+from pathlib import Path
+
 from eoslib.eigen import PAIR_RTOL, EigenResult, top_eigenpairs
+
+REPO = Path(__file__).resolve().parents[1]
 
 DTYPES = [torch.float64, torch.float32]
 
@@ -102,6 +106,9 @@ class MovingQuadratic:
 
     def A(self) -> torch.Tensor:
         return ((self.Q * self.spectrum(self.s)) @ self.Q.T).to(self.dtype)
+
+    def loss(self, theta):
+        return 0.5 * theta @ (self.A() @ theta)
 
     def loss_and_grad(self, theta, keep_graph=False):
         self.s += 1
@@ -315,3 +322,21 @@ def test_one_kernel_gram_and_krylov_agree_with_the_svd(dtype):
         torch.testing.assert_close(ch.norms.double(), want, rtol=rtol, atol=0)
         torch.testing.assert_close(ch.top.sigma.double(), torch.linalg.svdvals(ch.P1.double())[:, 0], rtol=rtol, atol=0)
         torch.testing.assert_close(ch.factors.prod(dim=1).double(), ch.alpha.double(), rtol=rtol, atol=0)
+
+
+def test_exponential_euler_rejects_a_step_that_raises_the_loss():
+    # Far from quadratic, EE's full step can raise L: the default profile's sensitivity variant with Xavier init
+    # (digits, N = 512, CE) went 2.14 → 2.85 at step 1 (found by the loss-rise check, which stopped the run). EE
+    # now halves Δt until L does not rise. Oracle: the loss recomputed at the returned θ.
+    from eoslib.config import load_params, run_config
+    from eoslib.experiments.base import build_objective
+    from eoslib.solvers import build_solver
+
+    cfg = run_config(load_params(REPO / "params.yaml"), "sens/digits-elu-ce/init-xavier/seed0")
+    ob, _ = build_objective(cfg)
+    solver = build_solver(cfg["solver"])
+    th, rec = solver.step(ob, ob.theta0)
+    assert rec["dt_halvings"] >= 1
+    assert ob.loss(th).item() <= rec["loss"]
+    full = rec["dt"] * 2 ** rec["dt_halvings"]  # the step it rejected
+    assert full <= 0.5 and rec["dt"] < full
