@@ -40,6 +40,15 @@ def _code(prefix: str, *modules: str) -> list[str]:
     return [f"{prefix}{f}" for f in import_closure(*modules)]
 
 
+def measure_modules(names) -> list[str]:
+    """The modules that define the named measures and evaluate them (:func:`eoslib.measures.measure_point`):
+    catalog lookups are not imports, so the end-point stage names them here (else an edit of the alignment
+    kernel would leave the measured end points stale)."""
+    from .measures import MEASURES
+
+    return list(dict.fromkeys(["eoslib.measures.library", *(MEASURES.module(n) for n in names)]))
+
+
 def _files(prefix: str, files) -> list[str]:
     return [f"{prefix}{f}" for f in files]
 
@@ -114,7 +123,8 @@ def stages(params: dict, prefix: str) -> dict:
             "cmd": f"python -m eoslib.endpoints --setting {s}",
             "deps": [sw["dir"], f"runs/_plan/sweep-{s}.json"]
             + ([agree["dir"], f"runs/_plan/agree-{s}.json"] if agree else [])
-            + _code(prefix, "eoslib.endpoints", *(DATASETS.module(d) for d in ds)) + _files(prefix, stage_data(cs)),
+            + _code(prefix, "eoslib.endpoints", *measure_modules(params["powerlaw"]["measures"]),
+                    *(DATASETS.module(d) for d in ds)) + _files(prefix, stage_data(cs)),
             "params": ["powerlaw.measures"],
             "outs": [f"runs/endpoints/{s}.csv"]}
     st["fit"] = {"desc": "power-law fits of every measure × end point × setting → metrics/powerlaw.json",

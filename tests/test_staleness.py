@@ -246,6 +246,17 @@ def test_a_claim_reruns_only_the_ledger(ws, rel, old, new):
     _check(ws, rel, {"ledger"}, old=old, new=new)
 
 
+def test_the_measure_library_remeasures_the_end_points(ws):
+    """The measures are catalog lookups (not imports), so the end-point stages name their modules themselves: an
+    edit of the measure library re-measures every setting's end points (and retrains only the runs that measure
+    along the way, which import it: trajectories, the intervention)."""
+    endpoints = {s for s in ws.stages if s.startswith("endpoints-")}
+    assert endpoints
+    stale = _check(ws, "eoslib/measures/library.py")
+    assert endpoints <= set(stale), {"not re-measured": sorted(endpoints - set(stale))}
+    assert not {s for s in stale if s.startswith(("sweep-", "agree-"))}, stale  # the sweeps do not measure
+
+
 def test_plotting_reruns_only_the_notebooks(ws):
     notebooks = {s for s in ws.stages if s.startswith("nb@")}
     assert notebooks
