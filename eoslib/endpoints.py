@@ -28,7 +28,7 @@ def measure_run(name: str, root: str | Path, measures: list[str], device: str = 
     cfg, summ = read_json(folder / "config.json"), read_json(folder / "summary.json")
     objective, _ = build_objective(cfg | {"device": device})
     thetas = torch.load(folder / "endpoints.pt", map_location=objective.device, weights_only=False)
-    ident = describe(name, cfg)
+    ident = describe(name, cfg) | sharpening(folder / "trajectory.csv")
     cache: dict = {}
     init = measure_point(objective, thetas["init"], measures, probe=cfg["probe"], seed=cfg["seed"], cache=cache)
     rows = []
@@ -37,6 +37,20 @@ def measure_run(name: str, root: str | Path, measures: list[str], device: str = 
                                                         init=init, cache=cache)
         rows.append(ident | {"endpoint": ep} | summ["endpoints"][ep] | vals)
     return rows
+
+
+def sharpening(trajectory: Path) -> dict:
+    """λ_max along a sweep run as its solver recorded it (certified warm estimates, one per stepped iterate, up
+    to the end of the run): at θ₀ (``lam_init``), its minimum (``lam_min``), its maximum (``lam_max_flow``) and
+    their ratio max/min (``sharpening``) — the authors'-regime gate of C4 v3 (large inits often dip first)."""
+    tab = pd.read_csv(trajectory)
+    col = "lam_max" if "lam_max" in tab else "sharpness"
+    lam = tab[col].dropna() if col in tab else pd.Series(dtype=float)
+    if lam.empty:
+        return {}
+    lo = float(lam.min())
+    return {"lam_init": float(lam.iloc[0]), "lam_min": lo, "lam_max_flow": float(lam.max()),
+            "sharpening": float(lam.max() / lo) if lo > 0 else float("nan")}
 
 
 def _one(args) -> list[dict]:

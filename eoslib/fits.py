@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import json_safe, write_json
-from .powerlaw import PAPER_R2, analyse_power_law, fit_power_law
+from .powerlaw import PAPER_R2, analyse_power_law, fit_power_law, growth_tests
 from .results import endpoint_table
 
 
@@ -31,6 +31,7 @@ def _fit_entry(sub, measure: str, pl: dict) -> dict:
         entry["analysis"] = analyse_power_law(
             N, v, groups=g, level=pl["level"], n_boot=pl["n_boot"], seed=0,
             min_groups_bootstrap=pl.get("min_groups_bootstrap", 10)).to_dict()
+        entry["growth"] = growth_tests(N, v, g, level=pl["level"]).to_dict()
     except ValueError as e:
         entry |= {"error": str(e)}
     return entry
@@ -56,7 +57,22 @@ def fit_all(params: dict, root: str | Path = ".") -> dict:
     prim = pl["primary"]
     r2 = {s: fits[s][prim["endpoint"]][prim["measure"]].get("r2") for s in fits}
     paper = {"paper_r2": list(PAPER_R2)} if (params.get("criteria") or {}).get("C4") else {}
-    return {"primary": prim, "primary_r2": r2, "fits": fits} | paper
+    sharp = {s: sharpening_by_size(ep[ep.setting == s]) for s in params["sweep"]["settings"]}
+    return {"primary": prim, "primary_r2": r2, "fits": fits, "sharpening": sharp} | paper
+
+
+def sharpening_by_size(sub) -> dict:
+    """Per N, over the runs (seeds): λ_max at θ₀, its minimum, its maximum along the flow and the smallest ratio
+    max/min (the runs' ``lam_*`` columns, :func:`eoslib.endpoints.sharpening`) — the gate of C4 v3."""
+    if "sharpening" not in sub:
+        return {}
+    runs = sub.drop_duplicates("run")
+    out = {}
+    for n, g in runs.groupby("n"):
+        out[str(int(n))] = {"runs": int(len(g)), "lam_init": float(g.lam_init.median()),
+                            "lam_min": float(g.lam_min.median()), "lam_max": float(g.lam_max_flow.median()),
+                            "min_sharpening": float(g.sharpening.min()), "median_sharpening": float(g.sharpening.median())}
+    return out
 
 
 def write_fits(params: dict, root: str | Path = ".") -> dict:

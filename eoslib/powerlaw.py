@@ -30,6 +30,7 @@ independent here as well, so ΔAICc ranks the two curves; it is not a test with 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -387,6 +388,111 @@ def aicc(rss: float, n: int, k: int) -> tuple[float, str | None]:
     if not (np.isfinite(rss) and rss > 0):
         return float("nan"), f"residual sum of squares is {rss}: the likelihood is undefined"
     return float(n * np.log(2 * np.pi * rss / n) + n + 2 * k + 2 * k * (k + 1) / (n - k - 1)), None
+
+
+# ---------------------------------------------------------------------------------------------- growth tests
+
+
+@dataclass(frozen=True)
+class GrowthTests:
+    """Result of :func:`growth_tests` (criteria C4 v3): does v grow with N as a power law over a common range?
+
+    ``common_sizes``: the N at which every group (seed) has a run; ``min_seeds_per_size``: the fewest groups at
+    any N. Over the common sizes, per group g the OLS slope β_g of log v on log N (runs of one group at one N
+    averaged first): ``beta`` = mean_g β_g, ``beta_interval`` its Student-t interval, ``p_grows`` the one-sided
+    p-value of H₀ β ≤ 0 (t = β/(s/√G), G − 1 degrees of freedom), ``p_two_sided`` of H₀ β = 0. The **upper-half
+    slope** (``upper_sizes`` = the upper ⌈K/2⌉ ≥ 2 of the K common sizes): the same per-group slopes over those
+    sizes only — a power law keeps its slope there, a curve that saturates (or is flat) loses it, so requiring
+    its interval above 0 tells flat and saturating from a power law (``upper_beta``, ``upper_interval``,
+    ``p_upper_grows``, and ``slope_ratio`` = upper β / β: ≈ 1 for a power law, → 0 as it saturates). Effect size: ``fold_change`` = exp(β · log(N_max/N_min)) over the common range, with the
+    interval from β's. ``reason`` says why a number is NaN (fewer than 2 groups, fewer than 3 common sizes)."""
+
+    common_sizes: tuple[int, ...]
+    min_seeds_per_size: int
+    n_groups: int
+    beta: float
+    beta_interval: tuple[float, float]
+    p_grows: float
+    p_two_sided: float
+    upper_sizes: tuple[int, ...]
+    upper_beta: float
+    upper_interval: tuple[float, float]
+    p_upper_grows: float
+    slope_ratio: float
+    fold_change: float
+    fold_change_interval: tuple[float, float]
+    level: float
+    reason: str | None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _slopes_over(x: np.ndarray, y: np.ndarray, gidx: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per group, the OLS slope of the per-size mean of y on x = log N over ``sizes`` (log N values)."""
+    out = []
+    for g in range(int(gidx.max()) + 1):
+        m = [y[(gidx == g) & np.isclose(x, xs)].mean() for xs in sizes]
+        out.append(_ols(sizes, np.asarray(m))[0])
+    return np.asarray(out)
+
+
+def _t_test(slopes: np.ndarray, level: float) -> tuple[float, tuple[float, float], float, float]:
+    """Mean slope, its t-interval, the one-sided p of H₀ mean ≤ 0 and the two-sided p of H₀ mean = 0."""
+    from scipy import stats
+
+    G = slopes.size
+    mean, sd = float(slopes.mean()), float(slopes.std(ddof=1))
+    if sd == 0:
+        p1 = 0.0 if mean > 0 else 1.0
+        return mean, (mean, mean), p1, 0.0 if mean != 0 else 1.0
+    se = sd / np.sqrt(G)
+    t = mean / se
+    half = float(stats.t.ppf((1 + level) / 2, G - 1) * se)
+    return mean, (mean - half, mean + half), float(stats.t.sf(t, G - 1)), float(2 * stats.t.sf(abs(t), G - 1))
+
+
+def growth_tests(N: ArrayLike, values: ArrayLike, groups: ArrayLike, level: float = 0.95) -> GrowthTests:
+    """The tests of :class:`GrowthTests` (formulas there) on runs (N, value, group)."""
+    n, v = _check(N, values, groups)
+    x, y = np.log(n), np.log(v)
+    labels, gidx = np.unique(np.asarray(groups).ravel(), return_inverse=True)
+    gidx = gidx.ravel()
+    sizes = np.unique(n)
+    per_size = [np.unique(gidx[n == s]).size for s in sizes]
+    common = np.array([s for s, c in zip(sizes, per_size) if c == labels.size])
+    nan2 = (float("nan"), float("nan"))
+    base = dict(common_sizes=tuple(int(s) for s in common), min_seeds_per_size=int(min(per_size)),
+                n_groups=int(labels.size), level=float(level))
+    reason = ("fewer than 2 groups: no spread of per-group slopes" if labels.size < 2 else
+              f"fewer than 3 common sizes ({common.size}): no upper-half slope" if common.size < 3 else None)
+    if reason:
+        return GrowthTests(**base, beta=float("nan"), beta_interval=nan2, p_grows=float("nan"),
+                           p_two_sided=float("nan"), upper_sizes=(), upper_beta=float("nan"), upper_interval=nan2,
+                           p_upper_grows=float("nan"), slope_ratio=float("nan"), fold_change=float("nan"), fold_change_interval=nan2,
+                           reason=reason)
+    lx = np.log(common)
+    beta, iv, p1, p2 = _t_test(_slopes_over(x, y, gidx, lx), level)
+    up = lx[common.size - max(2, -(-common.size // 2)):]
+    ub, uiv, up1, _ = _t_test(_slopes_over(x, y, gidx, up), level)
+    span = lx[-1] - lx[0]
+    return GrowthTests(**base, beta=beta, beta_interval=iv, p_grows=p1, p_two_sided=p2,
+                       upper_sizes=tuple(int(round(np.exp(u))) for u in up), upper_beta=ub, upper_interval=uiv,
+                       p_upper_grows=up1, slope_ratio=ub / beta if beta != 0 else float("nan"),
+                       fold_change=float(np.exp(beta * span)),
+                       fold_change_interval=(float(np.exp(iv[0] * span)), float(np.exp(iv[1] * span))), reason=None)
+
+
+def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values: sort the m finite p ascending, p̃₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1)·p₍ⱼ₎);
+    rejecting where p̃ ≤ α controls the family-wise error rate at α. NaN stays NaN (not counted in m)."""
+    items = sorted(((p, k) for k, p in pvalues.items() if np.isfinite(p)))
+    m, run, out = len(items), 0.0, {k: float("nan") for k in pvalues}
+    for i, (p, k) in enumerate(items):
+        run = max(run, min(1.0, (m - i) * p))
+        out[k] = run
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- entry point
