@@ -66,7 +66,7 @@ def test_sweep_end_points(tmp_path, time):
     cfg = tiny_sweep_config(time=time)
     tab, info = KINDS["sweep"].run(cfg, tmp_path, False)
     thetas = torch.load(tmp_path / "endpoints.pt", weights_only=False)
-    assert set(thetas) == {"init", "threshold", "time"} == set(info["endpoints"])
+    assert set(thetas) == set(info["endpoints"]) >= {"init", "threshold", "time"}
     ob, _ = build_objective(cfg)
     assert torch.equal(thetas["init"], ob.theta0)
     thr = cfg["loss_threshold"]
@@ -81,6 +81,44 @@ def test_sweep_end_points(tmp_path, time):
     assert np.allclose(np.cumsum(tab.dt.to_numpy()[:-1]), tab.t.to_numpy()[1:], atol=1e-9)
     first = "time" if time < info["endpoints"]["threshold"]["t"] else "threshold"
     assert info["stopped_by"][0] == {"time": "time", "threshold": "loss"}[first]
+
+
+@pytest.mark.parametrize("time", [0.8, 30.0])
+def test_sweep_end_points_read_along_the_way(tmp_path, time):
+    """peak, edge and half_loss are the stepped iterates the trajectory says (up to the threshold): an
+    independent hook keeps every iterate, and the table picks the one each definition names."""
+    cfg = tiny_sweep_config(time=time)
+    first, _ = KINDS["sweep"].run(dict(cfg), tmp_path / "probe", False)
+    lam = first["sharpness"].dropna()
+    cfg["edge_lr"] = 2.0 / float(lam.quantile(0.6))  # 2/η₀ inside the flow's range of λ_max
+
+    kept = {}
+    from eoslib import training
+
+    real_train = training.train
+
+    def train_keeping(*a, hooks=(), **k):  # every iterate θ by its loss (the flow's loss falls strictly)
+        def keep(objective, theta, step, t, final):
+            kept[objective.loss(theta).item()] = theta.detach().clone()
+        return real_train(*a, hooks=[*hooks, keep], **k)
+
+    training.train = train_keeping
+    try:
+        tab, info = KINDS["sweep"].run(cfg, tmp_path / "run", False)
+    finally:
+        training.train = real_train
+    thetas = torch.load(tmp_path / "run" / "endpoints.pt", weights_only=False)
+    assert {"peak", "edge", "half_loss"} <= set(thetas)
+    upto = tab[tab.step < info["endpoints"]["threshold"]["step"]]  # stepped iterates before the threshold
+    want = {"peak": upto.loc[upto.sharpness.idxmax()],
+            "edge": upto[upto.sharpness >= 2.0 / cfg["edge_lr"]].iloc[0],
+            "half_loss": upto[upto.loss <= (tab.loss.iloc[0] + cfg["loss_threshold"]) / 2].iloc[0]}
+    for ep, row in want.items():
+        assert info["endpoints"][ep]["step"] == row.step, ep
+        assert torch.equal(thetas[ep], kept[row.loss]), ep
+    cfg["edge_lr"] = 1e-6  # 2/η₀ above every λ_max: the flow never reaches the edge, no such end point
+    _, info = KINDS["sweep"].run(cfg, tmp_path / "never", False)
+    assert "edge" not in info["endpoints"] and "peak" in info["endpoints"]
 
 
 def test_cost_kind_orders_on_a_quadratic(tmp_path):

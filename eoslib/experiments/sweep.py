@@ -1,9 +1,13 @@
-"""The power-law sweep (claim C4): settings × sizes N × seeds, each trained by the flow solver to two end points.
+"""The power-law sweep (claim C4): settings × sizes N × seeds, each trained by the flow solver to its end points.
 
 End points: ``threshold`` — the flow lands on the loss threshold (the last step retaken shorter, so
 L = threshold within 1 %, see :class:`eoslib.training.Stop`); ``time`` — flow time ``sweep.time`` exactly;
-``init`` — θ₀. Training stores θ at each end point in ``endpoints.pt``; the ``endpoints`` stage measures every
-registered measure there (:mod:`eoslib.measures`), so a new measure needs no retraining.
+``init`` — θ₀. Read along the way, up to the threshold, on the solver's own grid (iterates, not landed):
+``peak`` — the iterate with the largest λ_max (the solver's certified estimate at that iterate); ``edge`` — the
+first iterate with λ_max ≥ 2/η₀ for ``sweep.edge_lr`` = η₀ (where GD at η₀ would enter the edge of stability;
+absent when the flow never gets there); ``half_loss`` — the first iterate with L ≤ (L₀ + threshold)/2.
+Training stores θ at each end point in ``endpoints.pt``; the ``endpoints`` stage measures every registered
+measure there (:mod:`eoslib.measures`), so a new measure needs no retraining.
 """
 from __future__ import annotations
 
@@ -48,7 +52,69 @@ SCHEMA = {
     "probe": Int(),
     "solver": Opt(SOLVER_SPEC),  # the flow solver of the sweep (default: the top-level `solver`)
     "largest_size_seeds": Opt(Int()),  # fewer seeds at the largest size when the budget forces it (the first ones)
+    "edge_lr": Opt(Num()),  # η₀ of the ``edge`` end point (λ_max ≥ 2/η₀); none: no such end point
 }
+
+
+def _lam(rec: dict) -> float | None:
+    """λ_max at the iterate of a solver's record: RKC's ``lam_max``, else the largest tracked eigenvalue."""
+    if "lam_max" in rec:
+        return float(rec["lam_max"])
+    return float(rec["eigs"][0]) if rec.get("eigs") else None
+
+
+class Capture:
+    """The flow solver, recording θ at the end points read along the way (``peak``, ``edge``, ``half_loss``).
+
+    ``step`` delegates to the wrapped solver and reads its record at θ (``lam_max`` or ``sharpness``, ``loss``);
+    every other attribute is the solver's. Its state (the captured θs, the running peak) travels in the
+    solver's ``state_dict``, so a resumed run captures the same iterates. Iterates below the loss threshold are
+    not seen (the training loop steps from one before it lands on the threshold); ``active`` False freezes it
+    (phase 2 after the threshold)."""
+
+    def __init__(self, solver, edge_lr: float | None, loss_half: float, threshold: float):
+        self.solver, self.edge_lr, self.loss_half, self.threshold = solver, edge_lr, loss_half, threshold
+        self.active = True
+        self.thetas: dict = {}
+        self.rows: dict = {}
+        self.peak_lam = float("-inf")
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["solver"], name)
+
+    def step(self, objective, theta, dt_cap=None):
+        theta_next, rec = self.solver.step(objective, theta, dt_cap=dt_cap)
+        if self.active:
+            self._see(theta, rec)
+        return theta_next, rec
+
+    def _see(self, theta, rec: dict) -> None:
+        if rec["loss"] < self.threshold:  # an iterate past the threshold (the loop then lands before it)
+            return
+        lam = _lam(rec)
+        if lam is not None and lam > self.peak_lam:
+            self.peak_lam = float(lam)
+            self._keep("peak", theta, rec)
+        if self.edge_lr and lam is not None and lam >= 2.0 / self.edge_lr and "edge" not in self.thetas:
+            self._keep("edge", theta, rec)
+        if rec["loss"] <= self.loss_half and "half_loss" not in self.thetas:
+            self._keep("half_loss", theta, rec)
+
+    def _keep(self, ep: str, theta, rec: dict) -> None:
+        self.thetas[ep] = theta.detach().clone()
+        self.rows[ep] = {"loss": float(rec["loss"]), "lam_max": _lam(rec)}
+
+    def state_dict(self) -> dict:
+        return self.solver.state_dict() | {"capture": {"thetas": self.thetas, "rows": self.rows,
+                                                       "peak_lam": self.peak_lam, "active": self.active}}
+
+    def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        cap = state.pop("capture", None)
+        self.solver.load_state_dict(state)
+        if cap is not None:
+            self.thetas, self.rows, self.peak_lam, self.active = (cap["thetas"], cap["rows"], cap["peak_lam"],
+                                                                  cap["active"])
 
 
 def plan(p: dict) -> dict[str, Stage]:
@@ -70,6 +136,8 @@ def plan(p: dict) -> dict[str, Stage]:
                 c = base_config(p, s, n, seed, "sweep.sizes")
                 c |= {"kind": "sweep", "solver": solver_spec(p, sw.get("solver")), "time": sw["time"],
                       "max_steps": sw["max_steps"], "probe": sw["probe"]}
+                if sw.get("edge_lr"):
+                    c["edge_lr"] = sw["edge_lr"]
                 runs[f"sweep/{s}/n{n}/seed{seed}"] = c
         out[f"sweep-{s}"] = Stage("sweep", f"runs/sweep/{s}", runs)
     return out
@@ -84,7 +152,8 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
 
     objective, _ = build_objective(config)
     thr, T, steps = config["loss_threshold"], config["time"], config["max_steps"]
-    solver = build_solver(config["solver"])
+    loss0 = objective.loss(objective.theta0).item()
+    solver = Capture(build_solver(config["solver"]), config.get("edge_lr"), (loss0 + thr) / 2, thr)
     p1 = folder / "phase1.pt"
     if p1.exists():
         st = torch.load(p1, map_location=objective.device, weights_only=False)
@@ -98,6 +167,7 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
                      "solver": solver.state_dict()}, p1)
     t1 = float(tab1["t"].iloc[-1])
     thetas = {stop1: theta}
+    solver.active = stop1 != "loss"  # the end points along the way are read up to the threshold
     if stop1 == "time":
         until2 = Stop(loss=thr, steps=steps)
     elif stop1 == "loss" and T - t1 > 1e-12 * T:
@@ -127,9 +197,21 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
         idx[names[stop2]] = len(tab) - 1
     ends = {"init": objective.theta0, **{names[h]: th for h, th in thetas.items() if h in names}}
     rows = {ep: {k: tab[k].iloc[i] for k in ("step", "t", "loss")} for ep, i in idx.items()}
+    for ep, th in solver.thetas.items():  # the iterate's row: its θ equals the one the solver stepped from
+        i = _row_of(tab, solver.rows[ep])
+        ends[ep], rows[ep] = th, {k: tab[k].iloc[i] for k in ("step", "t", "loss")}
     atomic_save({ep: th.detach().cpu().clone() for ep, th in ends.items()}, folder / "endpoints.pt")
     info = {"stopped_by": [stop1, stop2], "seconds": sec1 + sec2, "endpoints": rows, "theta": theta}
     return tab, info
 
 
-EXPERIMENT = Experiment("sweep", plan, run, "power-law sweep over N × seeds to two end points", schema=SCHEMA)
+def _row_of(tab: pd.DataFrame, rec: dict) -> int:
+    """The trajectory row of a captured iterate: the first with its loss (a flow's loss falls strictly, and a step
+    retaken from the same iterate when landing records the same loss, its λ_max re-solved)."""
+    hit = (tab["loss"] == rec["loss"]).to_numpy().nonzero()[0]
+    if hit.size == 0:
+        raise RuntimeError(f"sweep: no trajectory row has the captured iterate's loss {rec['loss']}")
+    return int(hit[0])
+
+
+EXPERIMENT = Experiment("sweep", plan, run, "power-law sweep over N × seeds to its end points", schema=SCHEMA)
