@@ -28,7 +28,7 @@ from .schema import Any_, Choice, Flag, Int, ListOf, MapOf, Num, Opt, ParamsErro
 __all__ = ["ParamsError", "schema", "validate", "load_params", "plan", "run_config", "write_plan"]
 
 DTYPES = ("float32", "float64")
-ENDPOINTS = ("threshold", "time")
+ENDPOINTS = ("threshold", "time", "peak", "edge", "half_loss")  # eoslib.experiments.sweep defines them
 
 
 def _registries():

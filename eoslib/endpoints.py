@@ -41,16 +41,18 @@ def measure_run(name: str, root: str | Path, measures: list[str], device: str = 
 
 def sharpening(trajectory: Path) -> dict:
     """λ_max along a sweep run as its solver recorded it (certified warm estimates, one per stepped iterate, up
-    to the end of the run): at θ₀ (``lam_init``), its minimum (``lam_min``), its maximum (``lam_max_flow``) and
-    their ratio max/min (``sharpening``) — the authors'-regime gate of C4 v3 (large inits often dip first)."""
+    to the end of the run): at θ₀ (``lam_init``), its minimum (``lam_min``), its maximum after that minimum
+    (``lam_max_flow``) and the rise ``sharpening`` = max_{t ≥ t_min} λ_max / λ_min — the authors'-regime gate of
+    C4 v3 (large inits often dip first: a λ_max that only falls from θ₀ has sharpening 1, whatever it was at θ₀)."""
     tab = pd.read_csv(trajectory)
     col = "lam_max" if "lam_max" in tab else "sharpness"
-    lam = tab[col].dropna() if col in tab else pd.Series(dtype=float)
+    lam = tab[col].dropna().reset_index(drop=True) if col in tab else pd.Series(dtype=float)
     if lam.empty:
         return {}
-    lo = float(lam.min())
-    return {"lam_init": float(lam.iloc[0]), "lam_min": lo, "lam_max_flow": float(lam.max()),
-            "sharpening": float(lam.max() / lo) if lo > 0 else float("nan")}
+    i = int(lam.idxmin())
+    lo, hi = float(lam.iloc[i]), float(lam.iloc[i:].max())
+    return {"lam_init": float(lam.iloc[0]), "lam_min": lo, "lam_max_flow": hi,
+            "sharpening": hi / lo if lo > 0 else float("nan")}
 
 
 def _one(args) -> list[dict]:

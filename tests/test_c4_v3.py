@@ -62,3 +62,17 @@ def test_the_gate_stops_a_setting_that_does_not_sharpen():
     assert s["dull"]["label"].startswith("no progressive sharpening") and s["sharp"]["ok"]
     assert out["verdict"] == "holds"  # the gated setting is reported, not judged
     assert "gate failed" in out["summary"] and "×1.3" in out["summary"]
+
+
+def test_sharpening_counts_the_rise_after_the_minimum(tmp_path):
+    """A large init whose λ_max only falls does not pass the gate however high it started; a dip then a rise
+    counts from the bottom of the dip."""
+    from eoslib.endpoints import sharpening
+
+    f = tmp_path / "trajectory.csv"
+    pd.DataFrame({"lam_max": [880.0, 600.0, 430.0, 450.0, 500.0]}).to_csv(f, index=False)
+    s = sharpening(f)
+    assert s["lam_init"] == 880 and s["lam_min"] == 430 and s["lam_max_flow"] == 500
+    assert s["sharpening"] == pytest.approx(500 / 430)
+    pd.DataFrame({"sharpness": [5.0, 2.0, float("nan"), 30.0, 20.0]}).to_csv(f, index=False)
+    assert sharpening(f)["sharpening"] == pytest.approx(15.0)
