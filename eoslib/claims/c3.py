@@ -20,8 +20,8 @@ from .framework import Claim, Criteria, NotMeasured, verdict_of
 from .runs import per_traj_run
 from .stats import comovement, spearman
 
-CLAIM = Claim("C3", statement="The rise in sharpness goes with the layerwise Jacobians becoming aligned (tested as "
-                              "co-movement, not causation).", notebook="05_alignment",
+CLAIM = Claim("C3", statement="The rise in sharpness is caused by the layerwise Jacobians becoming aligned (v1 tests "
+                              "co-movement; v2 and later the cause, by holding ᾱ fixed).", notebook="05_alignment",
               # v1 judges the traj runs (its across-sweep ρ on the end points is reported, not judged); v2, v3 the
               # intervention runs
               reads={1: ("traj",), 2: ("intervene",), 3: ("intervene",)})
