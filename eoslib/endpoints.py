@@ -17,8 +17,10 @@ from .io import read_json
 from .results import describe
 
 
-def measure_run(name: str, root: str | Path, measures: list[str], device: str = "cpu") -> list[dict]:
-    """Rows (one per reached end point) of the measures at the end points of the finished sweep run ``name``."""
+def measure_run(name: str, root: str | Path, measures: list[str], device: str = "cpu",
+                endpoints: list[str] | None = None) -> list[dict]:
+    """Rows (one per reached end point) of the measures at the end points of the finished sweep run ``name``:
+    θ₀ and those of ``endpoints`` (default: every one the run stored) that the run reached."""
     import torch
 
     from .experiments.base import build_objective
@@ -33,6 +35,8 @@ def measure_run(name: str, root: str | Path, measures: list[str], device: str = 
     init = measure_point(objective, thetas["init"], measures, probe=cfg["probe"], seed=cfg["seed"], cache=cache)
     rows = []
     for ep, th in thetas.items():
+        if endpoints is not None and ep != "init" and ep not in endpoints:
+            continue
         vals = init if ep == "init" else measure_point(objective, th, measures, probe=cfg["probe"], seed=cfg["seed"],
                                                         init=init, cache=cache)
         rows.append(ident | {"endpoint": ep} | summ["endpoints"][ep] | vals)
@@ -59,9 +63,11 @@ def _one(args) -> list[dict]:
     return measure_run(*args)
 
 
-def write_endpoints(setting: str, root: str | Path, measures: list[str], workers: int = 1, device: str = "cpu") -> Path:
+def write_endpoints(setting: str, root: str | Path, measures: list[str], workers: int = 1, device: str = "cpu",
+                    endpoints: list[str] | None = None) -> Path:
     """Measure every run of the stages ``sweep-<setting>`` and, when planned, ``agree-<setting>`` (from their
-    plans) → ``runs/endpoints/<setting>.csv`` (column ``kind`` tells them apart)."""
+    plans) at θ₀ and the registered ``endpoints`` → ``runs/endpoints/<setting>.csv`` (column ``kind`` tells them
+    apart)."""
     root = Path(root)
     runs: dict = {}
     for stage in (f"sweep-{setting}", f"agree-{setting}"):
@@ -73,7 +79,7 @@ def write_endpoints(setting: str, root: str | Path, measures: list[str], workers
     if missing:
         raise FileNotFoundError(f"sweep runs not finished: {missing[:3]}{' …' if len(missing) > 3 else ''}; "
                                 f"run `python -m eoslib train --stage sweep-{setting}` first")
-    args = [(n, str(root), list(measures), device) for n in names]
+    args = [(n, str(root), list(measures), device, None if endpoints is None else list(endpoints)) for n in names]
     if workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p = read_params(a.root)
     t = time.perf_counter()
     out = write_endpoints(a.setting, a.root, p["powerlaw"]["measures"], workers=(p.get("executor") or {}).get("workers", 1),
-                          device=p.get("device", "auto"))
+                          device=p.get("device", "auto"), endpoints=p["powerlaw"]["endpoints"])
     print(f"{out}: measured in {time.perf_counter() - t:.1f} s")
     return 0
 

@@ -125,7 +125,7 @@ def stages(params: dict, prefix: str) -> dict:
             + ([agree["dir"], f"runs/_plan/agree-{s}.json"] if agree else [])
             + _code(prefix, "eoslib.endpoints", *measure_modules(params["powerlaw"]["measures"]),
                     *(DATASETS.module(d) for d in ds)) + _files(prefix, stage_data(cs)),
-            "params": ["powerlaw.measures"],
+            "params": ["powerlaw.measures", "powerlaw.endpoints"],
             "outs": [f"runs/endpoints/{s}.csv"]}
     st["fit"] = {"desc": "power-law fits of every measure × end point × setting → metrics/powerlaw.json",
                  "cmd": "python -m eoslib.fits",
