@@ -100,7 +100,8 @@ class Measurement:
             from .measures import MEASURES, source
             from .measures.library import probe_stats
 
-            st = probe_stats(objective.to_model(theta), probe_subset(objective.X, self.probe, self.seed))
+            st = probe_stats(objective.to_model(theta), probe_subset(objective.X, self.probe, self.seed),
+                             probe_subset(objective.y, self.probe, self.seed), objective.criterion)
             row |= {n: MEASURES[n](st) for n in MEASURES if source(n) == "alignment"}
             row |= {f"jnorm_{k + 1}": float(v) for k, v in enumerate(np.exp(np.log(st.norms).mean(axis=0)))}
             row |= {f"afac_{k + 1}": float(v) for k, v in enumerate(st.factors.mean(axis=0))}
