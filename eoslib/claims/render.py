@@ -85,7 +85,32 @@ def render_markdown(rows: dict, params: dict) -> str:
               "the one the criterion would give is shown beside it. \"N solves certified\": the stored "
               "certificates checked (\"redone cold\": warm solves that converged only on a cold retry); \"no "
               "certificate stored\": tables written before certificates were stored.", ""]
-    return "\n".join(lines + limitations(params))
+    return "\n".join(lines + secondary_c4(rows.get("C4")) + limitations(params))
+
+
+def secondary_c4(r: dict | None) -> list[str]:
+    """C4 v3's secondary table (every registered measure × end point, per setting, Holm-adjusted): one line per
+    measure × end point with each setting's label and β [t-interval], fold change."""
+    sec = ((r or {}).get("measured") or {}).get("secondary")
+    if not sec:
+        return []
+    settings = sorted({s for by in sec.values() for s in by})
+    fmt = lambda x: "–" if x is None or x != x else f"{x:.3g}"  # noqa: E731
+
+    def cell(v: dict) -> str:
+        if not v.get("measurable"):
+            return v.get("label", "not measurable")
+        lo, hi = v.get("beta_interval") or [None, None]
+        return f"{v['label']}: β {fmt(v['beta'])} [{fmt(lo)}, {fmt(hi)}], ×{fmt(v.get('fold_change'))}"
+
+    out = ["## C4, every measure × end point (secondary, Holm-adjusted over each setting's family)", "",
+           "Labels of criteria v3: *grows (power law)*, *grows, saturating* (the upper-half slope is lost), *grows, "
+           "not straight* (R² on means below the bar), *falls*, *no trend*; β is the mean of the per-seed slopes "
+           "over the sizes every seed reached, with its 95 % t-interval; × the fold change over that range.", "",
+           "| measure @ end point | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
+    out += [f"| {k} | " + " | ".join(_esc(cell(by[s])) if s in by else "–" for s in settings) + " |"
+            for k, by in sec.items()]
+    return out + [""]
 
 
 def limitations(params: dict) -> list[str]:
