@@ -414,3 +414,29 @@ __all__ = ["set_style", "setting_palette", "lr_palette", "layer_palette", "SOLVE
            "settings_table", "log_axis_if_wide", "panel_letters", "note", "not_measured", "seed_grid", "seed_spread",
            "seeds_label", "seeds_note", "SPREAD_NOTE", "verdict_text", "loss_footnote", "tidy_log_axes", "save_figure",
            "write_metrics", "LOSS_SHORT", "LOSS_FULL"]
+
+
+#: C4 v3's labels and their colours (label_grid)
+GROWTH_LABELS = {"grows (power law)": "#1b7837", "grows, saturating": "#a6dba0", "grows, not straight (R² on means)":
+                 "#d9f0d3", "no trend": "#f7f7f7", "falls": "#c2a5cf", "not measurable": "#bdbdbd"}
+
+
+def label_grid(ax, table, setting: str, measures: Sequence[str], endpoints: Sequence[str]) -> None:
+    """C4 v3's verdict per measure (rows) × end point (columns) of one setting, coloured by label and annotated
+    with β (:func:`eoslib.results.c4_growth_table`)."""
+    from matplotlib.colors import to_rgb
+
+    t = table[table.setting == setting].set_index(["measure", "endpoint"])
+    img = np.ones((len(measures), len(endpoints), 3))
+    for i, m in enumerate(measures):
+        for j, e in enumerate(endpoints):
+            if (m, e) not in t.index:
+                continue
+            r = t.loc[(m, e)]
+            img[i, j] = to_rgb(GROWTH_LABELS.get(r["label"], "#ffffff"))
+            if r["beta"] is not None and np.isfinite(r["beta"]):
+                ax.text(j, i, f"{r['beta']:.2f}", ha="center", va="center", fontsize=7)
+    ax.imshow(img, aspect="auto")
+    ax.set_xticks(range(len(endpoints)), endpoints, rotation=30, ha="right")
+    ax.set_yticks(range(len(measures)), measures)
+    ax.set_title(setting)

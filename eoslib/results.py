@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,20 @@ def claim_row(key: str, root: str | os.PathLike | None = None, version: int | No
     what = "no criteria" if row is None else f"criteria v{version} not"
     return {"verdict": "not measured", "measured": {}, "summary": f"{what} registered in this profile",
             "criterion": "", "criteria_version": version, "criteria_values": {}}
+
+
+def c4_growth_table(row: Mapping) -> pd.DataFrame:
+    """C4 v3's secondary table from the ledger's C4 row (``measured.secondary``) as one row per measure × end
+    point × setting: ``label`` (*grows (power law)*, *grows, saturating*, …), ``beta`` (mean of the per-seed
+    slopes over the common range) with ``beta_lo``/``beta_hi`` (its t-interval), ``fold_change``, ``p_holm`` (the
+    Holm-adjusted one-sided p used). Empty when the row carries no v3 table."""
+    sec = (row.get("measured") or {}).get("secondary") or {}
+    out = []
+    for key, by in sec.items():
+        measure, endpoint = key.split("@")
+        for s, v in by.items():
+            lo, hi = v.get("beta_interval") or [None, None]
+            out.append({"measure": measure, "endpoint": endpoint, "setting": s, "label": v.get("label"),
+                        "beta": v.get("beta"), "beta_lo": lo, "beta_hi": hi, "fold_change": v.get("fold_change"),
+                        "p_holm": v.get("p_used")})
+    return pd.DataFrame(out)
