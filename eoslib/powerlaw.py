@@ -486,8 +486,9 @@ def growth_tests(N: ArrayLike, values: ArrayLike, groups: ArrayLike, level: floa
 
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
     """Holm's step-down adjusted p-values: sort the m finite p ascending, p̃₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1)·p₍ⱼ₎);
-    rejecting where p̃ ≤ α controls the family-wise error rate at α. NaN stays NaN (not counted in m)."""
-    items = sorted(((p, k) for k, p in pvalues.items() if np.isfinite(p)))
+    rejecting where p̃ ≤ α controls the family-wise error rate at α. NaN (or None, JSON's NaN) stays NaN, not
+    counted in m."""
+    items = sorted(((p, k) for k, p in pvalues.items() if p is not None and np.isfinite(p)))
     m, run, out = len(items), 0.0, {k: float("nan") for k in pvalues}
     for i, (p, k) in enumerate(items):
         run = max(run, min(1.0, (m - i) * p))

@@ -76,3 +76,17 @@ def test_sharpening_counts_the_rise_after_the_minimum(tmp_path):
     assert s["sharpening"] == pytest.approx(500 / 430)
     pd.DataFrame({"sharpness": [5.0, 2.0, float("nan"), 30.0, 20.0]}).to_csv(f, index=False)
     assert sharpening(f)["sharpening"] == pytest.approx(15.0)
+
+
+def test_the_judge_reads_json_round_tripped_fits_with_one_seed():
+    """The fit stage writes NaN as null: one seed (no spread of slopes) must read 'not measurable', not crash."""
+    import json
+
+    from eoslib.io import json_safe
+
+    params = {"powerlaw": {"primary": {"measure": "m", "endpoint": "threshold"}}}
+    t = table(lambda n: n ** 0.2, seeds=1)
+    fits = json.loads(json.dumps(json_safe({"fits": {"one": {"threshold": {"m": _fit_entry(t, "m", PL)}}},
+                                            "sharpening": {"one": sharpening_by_size(t)}})))
+    out = judge_v3(params, None, V3(), fits)
+    assert out["verdict"] == "not measured" and not out["measured"]["settings"]["one"]["measurable"]

@@ -75,3 +75,4 @@ def test_holm_by_hand():
     assert adj["a"] == pytest.approx(0.03) and adj["c"] == pytest.approx(0.06) and adj["b"] == pytest.approx(0.06)
     assert np.isnan(adj["d"])
     assert holm({"x": 0.6, "y": 0.2}) == pytest.approx({"x": 0.6, "y": 0.4})
+    assert holm({"x": None, "y": 0.2})["y"] == pytest.approx(0.2)  # None: JSON's NaN
