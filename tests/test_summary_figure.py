@@ -24,3 +24,9 @@ def test_c4_table_labels_its_columns(capsys):
     assert _script("c4_table").main(["default"]) == 0
     text = capsys.readouterr().out
     assert "ΔAICc (pow − sat" in text and "mean of per-seed slopes" in text and "| default | " in text
+
+
+def test_ledger_table_marks_every_version(capsys):
+    assert _script("ledger_table").main(["default", "extended"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| C")]
+    assert rows and all("(v" in r for r in rows if "not in profile" not in r.split("|")[2])
