@@ -88,7 +88,9 @@ def test_outputs_schema(workspace):
                     assert (run / f).exists(), run / f
                 assert not (run / "checkpoint.pt").exists()
                 summ = json.loads((run / "summary.json").read_text())
-                assert set(summ["endpoints"]) == {"init", "threshold", "time"}
+                # θ₀, the two landed end points, and those read along the way (peak, half_loss; edge with edge_lr)
+                assert {"init", "threshold", "time"} <= set(summ["endpoints"]) <= {
+                    "init", "threshold", "time", "peak", "edge", "half_loss"}
                 assert abs(summ["endpoints"]["time"]["t"] - sw["time"]) < 1e-6
                 thr = params["loss_threshold"]["ce"]
                 assert abs(summ["endpoints"]["threshold"]["loss"] / thr - 1) <= 0.01  # landed on the threshold

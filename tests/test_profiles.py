@@ -73,7 +73,7 @@ def test_extended_profile_smoke(tmp_path):
     prof, env = workspace(tmp_path, "extended", shrink(p, settings, [12, 24]))
     _run(["dvc", "repro", "profiles/extended/dvc.yaml"], tmp_path, env)
     claims = json.loads((prof / "metrics" / "claims.json").read_text())
-    assert "agreement" in claims and claims["C4"]["criteria_version"] == 2
+    assert "agreement" in claims and claims["C4"]["criteria_version"] == 3
     assert all((prof / "notebooks" / f"{nb}.ipynb").exists() for nb in p["notebooks"])
     summ = json.loads((prof / "runs" / "sweep" / settings[0] / "n24" / "seed0" / "summary.json").read_text())
     assert json.loads((prof / "runs" / "sweep" / settings[0] / "n24" / "seed0" / "config.json").read_text())[
