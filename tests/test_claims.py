@@ -115,7 +115,7 @@ def test_claim_modules_are_the_ledger_and_all_statically_imported():
                                    "registered_versions", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "UNCERTIFIED",
                                    "VERDICTS"}
     assert claims.judge_claim is ledger.judge_claim
-    assert claims.VERDICTS == (HOLDS, PARTLY, FAILS, NOT_MEASURED, claims.UNCERTIFIED)
+    assert claims.VERDICTS == (HOLDS, PARTLY, FAILS, NOT_MEASURED, claims.UNCERTIFIED, claims.TEST_INVALID)
     with pytest.raises(AttributeError):
         claims.no_such_name  # noqa: B018
     tree = ast.parse((REPO / "eoslib" / "claims" / "ledger.py").read_text())

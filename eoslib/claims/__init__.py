@@ -33,7 +33,7 @@ CLAIM_MODULES: dict[str, str] = {
 #: the public API, served from this module (not imported here: see the module docstring)
 _LEDGER_MODULE = "eoslib.claims.ledger"
 _LAZY = ("judge_claim", "build_claims", "write_ledger", "claim_result", "registered_versions",
-         "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "UNCERTIFIED", "VERDICTS", "CLAIMS")
+         "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "UNCERTIFIED", "TEST_INVALID", "VERDICTS", "CLAIMS")
 
 __all__ = ["CLAIM_MODULES", *_LAZY]
 

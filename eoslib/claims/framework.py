@@ -15,7 +15,8 @@ judge ``judge(params, root, criteria, fits) -> {"verdict", "measured", "summary"
     def judge_v1(params, root, c: V1, fits=None) -> dict: ...
 
 Verdicts are mechanical: a judge collects one boolean per judged unit (run, step size, setting); all true →
-*holds*, some → *partly*, none → *does not hold at this scale*, no unit or absent inputs → *not measured*. The
+*holds*, some → *partly*, none → *does not hold at this scale*, no unit or absent inputs → *not measured*; a causal
+test whose positive control failed → *test invalid*. The
 ledger then checks the certificates of the numbers the verdict rests on (``Claim.reads``, :mod:`.certificates`):
 if any eigen- or singular-solve among them did not converge, the verdict is *uncertified* (the would-be verdict is
 kept beside it, never given).
@@ -31,9 +32,12 @@ from typing import Any
 HOLDS, PARTLY, FAILS, NOT_MEASURED = "holds", "partly", "does not hold at this scale", "not measured"
 #: a judged verdict resting on a number whose solve did not converge (set by the ledger, never by a judge)
 UNCERTIFIED = "uncertified"
-VERDICTS = (HOLDS, PARTLY, FAILS, NOT_MEASURED, UNCERTIFIED)
+#: a causal test whose positive control failed: the apparatus could not detect a known cause, so its null result
+#: says nothing (C3 v4)
+TEST_INVALID = "test invalid"
+VERDICTS = (HOLDS, PARTLY, FAILS, NOT_MEASURED, UNCERTIFIED, TEST_INVALID)
 #: the verdicts a judge reaches on measured numbers: the ones the ledger certifies
-JUDGED = (HOLDS, PARTLY, FAILS)
+JUDGED = (HOLDS, PARTLY, FAILS, TEST_INVALID)
 
 
 class NotMeasured(LookupError):

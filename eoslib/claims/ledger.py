@@ -21,7 +21,8 @@ from . import CLAIM_MODULES
 # every claim module, imported by name as well: the pipeline's dependency closure reads import statements
 from . import agreement, c1, c2, c3, c4, layers, sensitivity, split  # noqa: F401
 from . import certificates
-from .framework import FAILS, HOLDS, JUDGED, NOT_MEASURED, PARTLY, UNCERTIFIED, VERDICTS, Claim, NotMeasured
+from .framework import (FAILS, HOLDS, JUDGED, NOT_MEASURED, PARTLY, TEST_INVALID, UNCERTIFIED, VERDICTS, Claim,
+                        NotMeasured)
 from .render import render_markdown
 
 
@@ -150,4 +151,5 @@ def claim_result(key: str, params: dict, root: str | Path = ".") -> dict:
 
 
 __all__ = ["CLAIMS", "registered_versions", "check_criteria", "judge_claim", "certify", "build_claims",
-           "write_ledger", "claim_result", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "UNCERTIFIED", "VERDICTS"]
+           "write_ledger", "claim_result", "HOLDS", "PARTLY", "FAILS", "NOT_MEASURED", "UNCERTIFIED", "TEST_INVALID",
+           "VERDICTS"]

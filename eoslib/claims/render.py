@@ -80,7 +80,8 @@ def render_markdown(rows: dict, params: dict) -> str:
     lines += ["", "Verdicts: *holds* — the criterion is met everywhere it was tested; *partly* — in some "
               "settings/step sizes or for one of two conditions; *does not hold at this scale* — nowhere, in "
               "these small CPU settings (it says nothing about the paper's scale); *not measured* — this profile "
-              "has no runs for it; *uncertified (n unconverged)* — n of the eigen- or singular-solves behind the "
+              "has no runs for it; *test invalid* — a causal test whose positive control did not detect a known cause, so its "
+              "null result says nothing; *uncertified (n unconverged)* — n of the eigen- or singular-solves behind the "
               "numbers it is judged on did not converge (their stored certificate is false), so no verdict is given: "
               "the one the criterion would give is shown beside it. \"N solves certified\": the stored "
               "certificates checked (\"redone cold\": warm solves that converged only on a cold retry); \"no "
@@ -142,8 +143,11 @@ def limitations(params: dict) -> list[str]:
                "so exponents of λ_max carry that uncertainty.")
     iv = params.get("intervention")
     if iv:
-        out.append(f"- **Intervention (C3)**: {iv['setting']}, N = {iv['n']}, {len(iv['seeds'])} seeds, α* ∈ "
-                   f"{iv['alpha_stars']}; it holds one scalar — ᾱ over a probe of {iv['probe']} examples — while the "
-                   "per-layer factors, the examples outside the probe and the sub-chains stay free; there is no "
-                   "positive control yet.")
+        holds = list(iv["holds"])
+        free = ("the per-layer factors and the sub-chains stay free in the scalar arm; "
+                if "vector" in holds else "the per-layer factors and the sub-chains stay free (no vector arm); ")
+        control = ("the positive control holds mean log‖P₁‖" if "chain" in holds else "there is no positive control")
+        out.append(f"- **Intervention (C3)**: {', '.join(iv['settings'])}; N = {iv['n']}, {len(iv['seeds'])} seeds, "
+                   f"α* ∈ {iv['alpha_stars']}, arms {holds}; the constraints are measured on a probe of "
+                   f"{iv['probe']} of the N examples (the examples outside it are free); {free}{control}.")
     return out + [""]
