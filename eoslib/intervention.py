@@ -67,19 +67,43 @@ class Terms:
 
     log_norms: Tensor
     log_chain: Tensor
+    #: the sub-chains (``ChainTerms(..., extended=True)`` only): M × (K−1), column k−1 = log‖Pₖ(xᵢ)‖₂
+    log_sub_chains: Tensor | None = None
+    #: the per-layer factors (extended only): M × (K−1), column k−1 = aₖ(xᵢ) (:func:`layer_factors`)
+    factors: Tensor | None = None
 
     @property
     def log_alpha(self) -> Tensor:
         """log α(xᵢ) = log‖P₁‖ − Σₖ log‖Jᵏ‖ (M)."""
         return self.log_chain - self.log_norms.sum(dim=1)
 
+    @property
+    def sub_alphas(self) -> Tensor:
+        """αₖ(xᵢ) = ‖Pₖ(xᵢ)‖₂ / Πⱼ₌ₖᴷ⁻¹‖Jʲ(xᵢ)‖₂, M × (K−1), column k−1 = sub-chain k (α₁ = α; α_{K−1} = 1)."""
+        if self.log_sub_chains is None:
+            raise ValueError("sub-chain alignments need ChainTerms(..., extended=True)")
+        tail = self.log_norms.flip(1).cumsum(1).flip(1)  # Σ_{j ≥ k} log‖Jʲ‖
+        return (self.log_sub_chains - tail).exp()
+
     def summary(self) -> dict[str, float]:
         """The chain-gain decomposition: ``abar`` = ᾱ (mean α), ``log_alpha_mean`` = mean log α,
-        ``log_norms_mean`` = mean Σₖ log‖Jᵏ‖, ``log_chain_mean`` = mean log‖P₁‖ = the sum of the previous two."""
+        ``log_norms_mean`` = mean Σₖ log‖Jᵏ‖, ``log_chain_mean`` = mean log‖P₁‖ = the sum of the previous two;
+        extended terms add ``abar_k`` (mean αₖ, k = 2..K−2) and ``afac_mean_k`` (mean aₖ, k = 1..K−1)."""
         la = self.log_alpha.detach().double()
-        return {"abar": float(la.exp().mean()), "log_alpha_mean": float(la.mean()),
-                "log_norms_mean": float(self.log_norms.detach().double().sum(dim=1).mean()),
-                "log_chain_mean": float(self.log_chain.detach().double().mean())}
+        out = {"abar": float(la.exp().mean()), "log_alpha_mean": float(la.mean()),
+               "log_norms_mean": float(self.log_norms.detach().double().sum(dim=1).mean()),
+               "log_chain_mean": float(self.log_chain.detach().double().mean())}
+        if self.log_sub_chains is not None:
+            sa = self.sub_alphas.detach().double().mean(0)
+            out |= {f"abar_{k + 1}": float(sa[k]) for k in range(1, len(sa) - 1)}
+        if self.factors is not None:
+            fa = self.factors.detach().double().mean(0)
+            out |= {f"afac_mean_{k + 1}": float(fa[k]) for k in range(len(fa))}
+        return out
+
+    def detach(self) -> "Terms":
+        d = lambda x: None if x is None else x.detach()  # noqa: E731
+        return Terms(self.log_norms.detach(), self.log_chain.detach(), d(self.log_sub_chains), d(self.factors))
 
 
 #: constraint name → c(terms) (a 0-dim tensor, differentiable through the terms)
@@ -96,6 +120,52 @@ def mean_alignment(t: Terms) -> Tensor:
 def mean_log_norm_product(t: Terms) -> Tensor:
     """(1/M) Σᵢ Σₖ log‖Jᵏ(xᵢ)‖₂ = log of the probe's geometric mean of Πₖ‖Jᵏ‖₂."""
     return t.log_norms.sum(dim=1).mean()
+
+
+@CONSTRAINTS.register("chain", label="mean log‖P₁‖ (chain gain; the positive control)")
+def mean_log_chain(t: Terms) -> Tensor:
+    """(1/M) Σᵢ log‖P₁(xᵢ)‖₂: the chain gain that carries the G blocks of layer 1. Holding it is the positive
+    control of the intervention: λ_max(G) grows with ‖P₁‖², so holding it should stop the sharpening."""
+    return t.log_chain.mean()
+
+
+@CONSTRAINTS.register("vector", label="every āₖ and every sub-chain ᾱₖ (vector)", extended=True)
+def every_alignment(t: Terms) -> Tensor:
+    """The vector c = [ā₁ … ā_{K−1}, ᾱ₁ … ᾱ_{K−2}] (2K − 3 entries): the probe means of every per-layer factor
+    aₖ (:func:`layer_factors`) and of every sub-chain alignment αₖ = ‖Pₖ‖/Πⱼ₌ₖ‖Jʲ‖ (α₁ = α; α_{K−1} ≡ 1 is
+    left out: it is constant). Holding it holds the alignment of every layer and of every sub-chain at once."""
+    return torch.cat([t.factors.mean(0), t.sub_alphas[:, :-1].mean(0)])
+
+
+def layer_factors(layers: list[tuple[Tensor, Tensor]], u_top: Tensor, log_norms: Tensor) -> Tensor:
+    """aₖ(xᵢ) = ‖uₖ₊₁ᵀJᵏ‖ / ‖Jᵏ‖₂ (M × (K−1), column k−1 = layer k) along the backpropagated top output direction:
+    u_K = ``u_top`` (M × Q, the top left singular vector of P₁), uₖᵀ = uₖ₊₁ᵀJᵏ/‖uₖ₊₁ᵀJᵏ‖ (the definition of
+    :func:`eoslib.alignment.factors`; Πₖ aₖ = α). ``layers``: [(Aᵏ⁺¹, σ′(x̂ᵏ))] for k = 1..K−1; differentiable."""
+    w, out = u_top, []
+    for k in range(len(layers) - 1, -1, -1):
+        A, d = layers[k]
+        r = (w @ A) * d  # uₖ₊₁ᵀ Jᵏ = (uₖ₊₁ᵀ Aᵏ⁺¹) diag(σ′)
+        nr = r.norm(dim=1)
+        out.append(nr / log_norms[:, k].exp())
+        w = r / nr[:, None]
+    return torch.stack(out[::-1], dim=1)
+
+
+def sub_chain_norms(p: MLPPass) -> tuple[Tensor, Tensor]:
+    """(log‖Pₖ(xᵢ)‖₂ as M × (K−1), column k−1 = Pₖ; the top left singular vectors u of P₁, M × Q), by the
+    envelope theorem: (u, v) from ``eigh`` of each detached Q × Q Gram matrix PₖPₖᵀ, then σ = uᵀPₖv on ``p``'s
+    graph (the gradient of ‖Pₖ‖₂ where its top singular value is simple). u of P₁ is differentiable (``eigh`` on
+    the graph: the factors aₖ depend on it, not only through a stationary value)."""
+    logs, P1 = [], None
+    for P in list(chain_from_top(p))[1:]:  # P_{K−1}, …, P₁
+        with torch.no_grad():
+            ev, U = torch.linalg.eigh(P @ P.mT)
+            u = U[..., -1]
+            v = (u[:, None, :] @ P).squeeze(1) / ev[..., -1].clamp_min(0).sqrt()[:, None]
+        logs.append(((u[:, None, :] @ P).squeeze(1) * v).sum(1).log())
+        P1 = P
+    u1 = torch.linalg.eigh(P1 @ P1.mT)[1][..., -1]
+    return torch.stack(logs[::-1], dim=1), u1
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -131,7 +201,7 @@ class ChainTerms:
     CACHE = 6
 
     def __init__(self, objective, X: Tensor | None = None, tol: float | None = None, max_matvecs: int = 1000,
-                 gram_max: int = GRAM_MAX, seed: int = 0, guard: int = DEFAULT_GUARD) -> None:
+                 gram_max: int = GRAM_MAX, seed: int = 0, guard: int = DEFAULT_GUARD, extended: bool = False) -> None:
         try:
             lins, _ = mlp_parts(objective.model)
         except (TypeError, ValueError) as e:
@@ -142,6 +212,7 @@ class ChainTerms:
         self.X = objective.X if X is None else X.to(objective.device, objective.dtype)
         self.tol = math.sqrt(torch.finfo(objective.dtype).eps) if tol is None else tol
         self.max_matvecs, self.gram_max, self.seed, self.guard = max_matvecs, gram_max, seed, guard
+        self.extended = extended  # also the sub-chains Pₖ and the factors aₖ (Terms.log_sub_chains, .factors)
         self.vectors: dict[int, Tensor] = {}  # layer index → Ritz block (M × (1+guard) × n) of the last call
         self.matvecs = 0  # Krylov products of the last call (all layers, per example)
         self.certificates: dict[int, dict] = {}  # layer index → certificate of its Krylov solve in the last call
@@ -149,19 +220,27 @@ class ChainTerms:
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, theta: Tensor, grads: tuple[str, ...] = ()) -> Evaluation:
-        """Terms at θ and ∇c(θ) for each constraint name in ``grads`` (one forward+backward for all)."""
+        """Terms at θ and ∇c(θ) for each constraint name in ``grads`` (one forward pass for all; a vector
+        constraint of m entries gets its m × P Jacobian, one backward pass per entry)."""
         for c in reversed(self.cache):
             if c.theta.shape == theta.shape and torch.equal(c.theta, theta) and all(g in c.grads for g in grads):
                 return c
-        fns = [CONSTRAINTS[g] for g in grads]
+        for g in grads:
+            if CONSTRAINTS.entry(g).meta.get("extended") and not self.extended:
+                raise ValueError(f"constraint {g!r} needs ChainTerms(..., extended=True)")
+        values = [CONSTRAINTS[g] for g in grads]
         th = theta.detach().clone().requires_grad_(bool(grads))
         with torch.enable_grad() if grads else torch.no_grad():
             p = mlp_pass(self.objective.model, self.X, self.objective.unflatten(th))
             terms = self._terms(p)
-            out = {}
-            for i, (g, fn) in enumerate(zip(grads, fns)):
-                out[g] = torch.autograd.grad(fn(terms), th, retain_graph=i < len(fns) - 1)[0]
-        ev = Evaluation(theta.detach().clone(), Terms(terms.log_norms.detach(), terms.log_chain.detach()), out,
+            raw = [fn(terms) for fn in values]
+            outs = [r.reshape(-1) for r in raw]
+            jobs = [(i, j) for i, o in enumerate(outs) for j in range(len(o))]
+            rows: list[list[Tensor]] = [[] for _ in outs]
+            for n, (i, j) in enumerate(jobs):
+                rows[i].append(torch.autograd.grad(outs[i][j], th, retain_graph=n < len(jobs) - 1)[0])
+            out = {g: (r[0] if c.ndim == 0 else torch.stack(r)) for g, r, c in zip(grads, rows, raw)}
+        ev = Evaluation(theta.detach().clone(), terms.detach(), out,
                         {"chain_converged": self.converged, "chain_residual": self.residual})
         self.cache = self.cache[-(self.CACHE - 1):] + [ev]
         return ev
@@ -182,7 +261,11 @@ class ChainTerms:
         w = ch.top.v
         for A, d in layers:  # P₁v = Jᴷ⁻¹(⋯(J¹v)), Jᵏw = Aᵏ⁺¹(σ′ ⊙ w)
             w = (w * d) @ A.mT
-        return Terms(torch.stack(sig, dim=1).log(), (ch.top.u * w).sum(dim=1).log())
+        log_norms, log_chain = torch.stack(sig, dim=1).log(), (ch.top.u * w).sum(dim=1).log()
+        if not self.extended:
+            return Terms(log_norms, log_chain)
+        subs, u1 = sub_chain_norms(p)
+        return Terms(log_norms, log_chain, subs, layer_factors(layers, u1, log_norms))
 
     @property
     def converged(self) -> bool:
@@ -211,12 +294,14 @@ class Constraint:
         CONSTRAINTS.entry(name)  # an unknown name fails here, listing the registered ones
         self.name, self.terms = name, terms
 
-    def value(self, theta: Tensor) -> float:
-        return float(CONSTRAINTS[self.name](self.terms.evaluate(theta).terms))
+    def value(self, theta: Tensor) -> float | Tensor:
+        """c(θ): a float, or a float64 vector for a vector constraint."""
+        return _as_value(CONSTRAINTS[self.name](self.terms.evaluate(theta).terms))
 
-    def value_and_grad(self, theta: Tensor) -> tuple[float, Tensor]:
+    def value_and_grad(self, theta: Tensor) -> tuple[float | Tensor, Tensor]:
+        """(c(θ), ∇c(θ)): ∇c is a P-vector, or the m × P Jacobian of a vector constraint."""
         ev = self.terms.evaluate(theta, (self.name,))
-        return float(CONSTRAINTS[self.name](ev.terms)), ev.grads[self.name]
+        return _as_value(CONSTRAINTS[self.name](ev.terms)), ev.grads[self.name]
 
     def state_dict(self) -> dict:
         return self.terms.state_dict()
@@ -225,12 +310,17 @@ class Constraint:
         self.terms.load_state_dict(state)
 
 
+def _as_value(c: Tensor) -> float | Tensor:
+    return float(c) if c.ndim == 0 else c.detach().to(torch.float64).cpu()
+
+
 def constraint(name: str, objective, probe: int | None = None, seed: int = 0, **kw) -> Constraint:
     """The registered constraint ``name`` of an MLP objective on ``probe_subset(objective.X, probe, seed)``
     (the probe rows :class:`eoslib.measurement.Measurement` uses with the same probe and seed). ``kw``: of
     :class:`ChainTerms` (tol, max_matvecs, gram_max, guard)."""
     from .alignment import probe_subset
 
+    kw.setdefault("extended", bool(CONSTRAINTS.entry(name).meta.get("extended")))
     return Constraint(name, ChainTerms(objective, probe_subset(objective.X, probe, seed), **kw))
 
 
@@ -250,17 +340,20 @@ class ConstraintDriftError(RuntimeError):
 class ProjectedObjective:
     """``objective`` with its gradient projected onto the tangent space of {c = target} (module docstring).
 
-    ``grad``/``loss_and_grad`` return Pg = g − (n·g)n with n = ∇c/‖∇c‖ (no projection where ∇c = 0); every
-    other attribute is ``objective``'s (``loss`` is the true loss; ``hvp`` the true Hessian). ``target``: the
-    value c is held at (``None``: c at the first θ projected or corrected). :meth:`correct` is the Newton
-    correction onto c = target with absolute tolerance ``tol`` (default 100·eps·max(1, |target|) of the
-    dtype) in at most ``max_newton`` steps. Each projection is logged (θ, c, ‖∇c‖, removed fraction
-    (n·g)²/‖g‖²) for :class:`ProjectedSolver`'s records."""
+    ``grad``/``loss_and_grad`` return Pg: for a scalar c, g − (n·g)n with n = ∇c/‖∇c‖ (no projection where
+    ∇c = 0); for a vector c (m entries, Jacobian A, m × P) the projection onto the intersection of the m tangent
+    spaces, Pg = g − Aᵀ(AAᵀ)⁺Ag (:func:`eoslib.constraints.project_tangent`: dependent rows dropped). Every other
+    attribute is ``objective``'s (``loss`` is the true loss; ``hvp`` the true Hessian). ``target``: the value c is
+    held at (``None``: c at the first θ projected or corrected). :meth:`correct` is the Gauss–Newton correction
+    onto c = target with absolute tolerance ``tol`` per entry (default 100·eps·max(1, |targetⱼ|) of the dtype)
+    in at most ``max_newton`` steps (10: a vector constraint far off after a large step needs 6–8 on a toy network,
+    converging quadratically at the end). Each projection is logged (θ, c, ‖∇c‖, removed fraction ‖g − Pg‖²/‖g‖²,
+    rank) for :class:`ProjectedSolver`'s records."""
 
-    def __init__(self, objective, constraint: ConstraintFunction, target: float | None = None,
-                 tol: float | None = None, max_newton: int = 5) -> None:
+    def __init__(self, objective, constraint: ConstraintFunction, target: float | Tensor | None = None,
+                 tol: float | None = None, max_newton: int = 10) -> None:
         self.objective, self.constraint = objective, constraint
-        self.target = None if target is None else float(target)
+        self.target = None if target is None else _target(target)
         self._tol, self.max_newton = tol, max_newton
         self.log: list[tuple[Tensor, dict]] = []
 
@@ -269,30 +362,43 @@ class ProjectedObjective:
             raise AttributeError(name)
         return getattr(self.objective, name)
 
+    def _tols(self) -> Tensor:
+        """Per entry: ``tol``, or 100·eps·max(1, |targetⱼ|) for a scalar c and 1000·eps·max(1, |targetⱼ|) for a
+        vector: its factors aₖ pass through the eigenvector u_K and K − 1 normalisations, whose rounding (measured
+        3e-14 in float64 on a depth-5 network) exceeds the scalar's 100·eps."""
+        tv = _vec(self.target)
+        if self._tol is not None:
+            return torch.full_like(tv, self._tol)
+        return (100 if len(tv) == 1 else 1000) * torch.finfo(self.objective.dtype).eps * tv.abs().clamp_min(1.0)
+
     @property
     def tol(self) -> float:
-        if self._tol is not None:
-            return self._tol
-        return 100 * torch.finfo(self.objective.dtype).eps * max(1.0, abs(self.target or 0.0))
+        """The largest per-entry tolerance of the correction."""
+        return float(self._tols().max())
 
-    def _constraint(self, theta: Tensor) -> tuple[float, Tensor]:
+    def _constraint(self, theta: Tensor) -> tuple[float | Tensor, Tensor]:
         c, gc = self.constraint.value_and_grad(theta)
         if self.target is None:
-            self.target = float(c)
-        return float(c), gc
+            self.target = _target(c)
+        return c, gc
+
+    def _drift(self, c: float | Tensor) -> float:
+        """c − target (scalar), or the entry of largest |cⱼ − targetⱼ| (vector)."""
+        d = _vec(c) - _vec(self.target)
+        return float(d[d.abs().argmax()])
 
     def project(self, theta: Tensor, g: Tensor) -> Tensor:
         """Pg at θ (and a log entry)."""
+        from .constraints import project_tangent
+
         c, gc = self._constraint(theta)
-        gc64, g64 = gc.double(), g.double()
-        nc2, gg = float(gc64 @ gc64), float(g64 @ g64)
-        if nc2 > 0:
-            coef = float(gc64 @ g64) / nc2
-            pg, removed = g - coef * gc, coef * coef * nc2 / gg if gg > 0 else 0.0
-        else:
-            pg, removed = g, 0.0
-        self.log.append((theta, {"c": c, "c_grad_norm": math.sqrt(nc2), "removed": removed}))
-        return pg
+        A = gc.reshape(-1, g.shape[0])
+        tp = project_tangent(g, list(A))
+        scalar = not isinstance(c, Tensor)
+        self.log.append((theta, {"c": float(c) if scalar else float("nan"), "c_drift": self._drift(c),
+                                 "c_grad_norm": float(A.double().norm(dim=1).min()), "removed": tp.removed,
+                                 "rank": tp.rank}))
+        return tp.velocity
 
     def loss_and_grad(self, theta: Tensor, keep_graph: bool = False) -> tuple[Tensor, Tensor]:
         """(L(θ), P∇L(θ)); ``keep_graph`` as for the wrapped objective (its Hessian products follow)."""
@@ -303,24 +409,36 @@ class ProjectedObjective:
         """P∇L(θ)."""
         return self.loss_and_grad(theta)[1]
 
+    def describe(self, theta: Tensor) -> dict:
+        """c, c_drift and ‖∇c‖ at θ without a gradient to project (``removed`` NaN)."""
+        c, gc = self._constraint(theta)
+        A = gc.reshape(-1, theta.shape[0])
+        return {"c": float(c) if not isinstance(c, Tensor) else float("nan"), "c_drift": self._drift(c),
+                "c_grad_norm": float(A.double().norm(dim=1).min()), "removed": float("nan")}
+
     def correct(self, theta: Tensor) -> tuple[Tensor, dict]:
-        """Newton steps θ ← θ − (c − target)∇c/‖∇c‖² until |c − target| ≤ tol. Returns (θ, record with
-        ``c_step_drift`` = c − target before and ``newton`` = steps taken); θ itself (the same tensor) when
-        no step was needed. Raises :class:`ConstraintDriftError` when ``max_newton`` steps do not suffice."""
-        drift0 = None
+        """Gauss–Newton steps θ ← θ − Aᵀ(AAᵀ)⁺(c − target) (scalar: θ − (c − target)∇c/‖∇c‖²) until every
+        |cⱼ − targetⱼ| ≤ tolⱼ. Returns (θ, record with ``c_step_drift`` = the largest drift before and ``newton``
+        = steps taken); θ itself (the same tensor) when no step was needed. Raises
+        :class:`ConstraintDriftError` when ``max_newton`` steps do not suffice."""
+        drift0, tols = None, None
         for it in range(self.max_newton + 1):
             c, gc = self._constraint(theta)
-            drift = c - self.target
-            drift0 = drift if drift0 is None else drift0
-            if abs(drift) <= self.tol:
+            tols = self._tols() if tols is None else tols
+            d = _vec(c) - _vec(self.target)
+            drift0 = self._drift(c) if drift0 is None else drift0
+            if bool((d.abs() <= tols).all()):
                 return theta, {"c_step_drift": drift0, "newton": it}
-            nc2 = float(gc.double() @ gc.double())
-            if it == self.max_newton or not nc2 > 0:
+            A = gc.reshape(-1, theta.shape[0]).double()
+            AAt = A @ A.T
+            ok = bool(AAt.diagonal().min() > 0)
+            if it == self.max_newton or not ok:
                 raise ConstraintDriftError(
-                    f"the constraint drifted to c − target = {drift:.3g} (tolerance {self.tol:.3g}) and "
-                    f"{it} Newton steps did not bring it back ({'∇c = 0' if not nc2 > 0 else 'not converging'}); "
+                    f"the constraint drifted to c − target = {self._drift(c):.3g} (tolerance {self.tol:.3g}) and "
+                    f"{it} Newton steps did not bring it back ({'∇c = 0' if not ok else 'not converging'}); "
                     "take smaller solver steps (lower dt_max or c) or loosen the tolerance")
-            theta = theta - (drift / nc2) * gc
+            step = A.T @ (torch.linalg.pinv(AAt, hermitian=True) @ d.to(A.device))
+            theta = theta - step.to(theta.dtype)
         raise AssertionError("unreachable")
 
     def logged(self, theta: Tensor) -> dict | None:
@@ -329,6 +447,43 @@ class ProjectedObjective:
             if th is theta:
                 return rec
         return None
+
+
+def _target(c: float | Tensor) -> float | Tensor:
+    return float(c) if not isinstance(c, Tensor) else c.detach().to(torch.float64).cpu().clone()
+
+
+def _vec(c: float | Tensor) -> Tensor:
+    return torch.as_tensor(c, dtype=torch.float64).reshape(-1).cpu()
+
+
+class PlaceboObjective(ProjectedObjective):
+    """The matched placebo (claim C3): at every θ, remove from ∇L the fraction ρ(θ) = (∇c·∇L)²/(‖∇c‖²‖∇L‖²) that
+    holding the reference constraint c (ᾱ) would remove there, along the direction nearest a fixed random unit
+    vector ``direction`` that removes exactly ρ (:func:`eoslib.constraints.matched_placebo`). The flow then moves
+    at the speed, and loses loss at the rate, of the ᾱ-held flow from the same state, without a constraint on the
+    chain; c (ᾱ) is recorded (``c``, ``c_drift`` from its value at the switch) and free to move. No correction."""
+
+    def __init__(self, objective, reference: ConstraintFunction, direction: Tensor,
+                 target: float | None = None) -> None:
+        super().__init__(objective, reference, target)
+        self.direction = direction
+
+    def project(self, theta: Tensor, g: Tensor) -> Tensor:
+        from .constraints import matched_placebo
+
+        c, gc = self._constraint(theta)
+        gc64, g64 = gc.reshape(-1).double(), g.double()
+        den = float(gc64 @ gc64) * float(g64 @ g64)
+        rho = min(float(gc64 @ g64) ** 2 / den, 1.0 - 1e-9) if den > 0 else 0.0
+        pl = matched_placebo(g, self.direction.to(g.device), rho)
+        self.log.append((theta, {"c": float(c), "c_drift": self._drift(c), "c_grad_norm": float(gc64.norm()),
+                                 "removed": pl.removed, "rho_target": rho, "cos_u": pl.cos_u}))
+        return pl.velocity
+
+    def correct(self, theta: Tensor) -> tuple[Tensor, dict]:
+        """Nothing is held: θ unchanged."""
+        return theta, {"c_step_drift": float("nan"), "newton": 0}
 
 
 class ProjectedSolver:
@@ -360,10 +515,9 @@ class ProjectedSolver:
         theta_next, rec = self.solver.step(pr, theta, dt_cap=dt_cap)
         at = pr.logged(theta)
         if at is None:  # the solver took no gradient at θ: c and ∇c from the constraint, no removed fraction
-            c, gc = pr._constraint(theta)
-            at = {"c": c, "c_grad_norm": float(gc.norm()), "removed": float("nan")}
+            at = pr.describe(theta)
         theta_next, corr = pr.correct(theta_next)
-        rec = dict(rec) | at | {"c_drift": at["c"] - pr.target} | corr
+        rec = dict(rec) | at | corr
         return theta_next, rec
 
     def state_dict(self) -> dict:
@@ -380,4 +534,5 @@ class ProjectedSolver:
 
 
 __all__ = ["CONSTRAINTS", "Terms", "SingularPairs", "ChainTerms", "Evaluation", "Constraint", "constraint",
-           "ConstraintFunction", "ConstraintDriftError", "ProjectedObjective", "ProjectedSolver"]
+           "ConstraintFunction", "ConstraintDriftError", "ProjectedObjective", "PlaceboObjective", "ProjectedSolver",
+           "layer_factors", "sub_chain_norms"]

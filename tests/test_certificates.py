@@ -112,7 +112,7 @@ def test_certificates_survive_text_values(tmp_path):
 
 
 def test_verdicts_include_uncertified():
-    assert VERDICTS[-1] == UNCERTIFIED == "uncertified" and UNCERTIFIED not in JUDGED
+    assert UNCERTIFIED == "uncertified" and UNCERTIFIED in VERDICTS and UNCERTIFIED not in JUDGED
     assert set(VERDICTS) == set(JUDGED) | {NOT_MEASURED, UNCERTIFIED} and "test invalid" in JUDGED
 
 

@@ -276,7 +276,7 @@ def params(**section) -> dict:
     ``intervention`` section checked by its schema (as ``check-params`` does; other sections are left out so
     that this test does not depend on them)."""
     p = yaml.safe_load((REPO / "params.yaml").read_text())
-    sec = {"setting": "digits-elu-ce", "n": 64, "seeds": [0, 1], "alpha_stars": [0.1, 0.3], "holds": ["alpha", "norms"],
+    sec = {"settings": ["digits-elu-ce"], "n": 64, "seeds": [0, 1], "alpha_stars": [0.1, 0.3], "holds": ["alpha", "norms"],
            "probe": 32, "measure_every": 5, "max_steps": 100, "time": 15.0} | section
     return {k: p[k] for k in ("settings", "model", "threads", "loss_threshold", "device")} | \
         {"intervention": check(sec, KINDS["intervene"].schema, "intervention")}
@@ -302,9 +302,9 @@ def test_plan_names_the_runs():
 @pytest.mark.parametrize("change, key", [
     ({"alpha_stars": [0.3, 1.5]}, "intervention.alpha_stars[1]"),
     ({"alpha_stars": [0.3, 0.1]}, "intervention.alpha_stars: must be ascending"),
-    ({"holds": ["alpha", "chain"]}, "intervention.holds[1]: unknown constraint"),
+    ({"holds": ["alpha", "nope"]}, "intervention.holds[1]: unknown arm"),
     ({"solver": {"name": "ee", "dt_max": 0.5}}, "intervention.solver.name: the projected flow needs"),
-    ({"setting": "nope"}, "intervention.setting: unknown setting"),
+    ({"settings": ["nope"]}, "intervention.settings[0]: unknown setting"),
     ({"n": 100000}, "intervention.n: n=100000 exceeds"),
     ({"probes": 3}, "intervention.probes: unknown key"),
 ])

@@ -20,7 +20,7 @@ from repo_copy import PIPELINE_FILES, REPO, VENV_BIN, copy_env, copy_repo
 from repo_copy import run as _run
 
 COPY = [*PIPELINE_FILES, "dvc.yaml"]
-VERDICTS = {"holds", "partly", "does not hold at this scale", "not measured", "uncertified"}
+VERDICTS = {"holds", "partly", "does not hold at this scale", "not measured", "uncertified", "test invalid"}
 
 
 def tiny_params(p: dict) -> dict:
@@ -45,7 +45,7 @@ def tiny_params(p: dict) -> dict:
     p["cost"] |= {"setting": "digits-elu-ce", "n": 12, "seeds": [0], "time": 1.0, "rtol": 1e-6, "atol": 1e-8,
                   "solvers": [{"name": "ee", "dt_max": [0.5, 0.25], "tol": 1e-3}, {"name": "gd", "lr": [0.5, 0.25]},
                               {"name": "rkc", "rtol": [1e-2, 1e-3], "dt_max": 1.0}]}
-    p["intervention"] |= {"setting": "digits-elu-ce", "n": 24, "seeds": [0], "alpha_stars": [0.6], "probe": 16,
+    p["intervention"] |= {"settings": ["digits-elu-ce"], "n": 24, "seeds": [0], "alpha_stars": [0.6], "probe": 16,
                           "measure_every": 3, "max_steps": 300, "time": 6.0}
     p["sensitivity"] |= {"setting": "digits-elu-ce", "n": 24, "seeds": [0], "variants": {"width": [8]},
                          "measure_every": 3, "max_steps": 300}

@@ -1,11 +1,21 @@
-"""A causal test of C3: hold the alignment ᾱ fixed once it reaches α* and see whether the sharpening stops.
+"""A causal test of C3: hold the alignment fixed once ᾱ reaches α* and see whether the sharpening stops.
 
-Per seed, one **free** run: the flow solver from θ₀ to the horizon (the loss threshold, capped by the flow time
-``intervention.time`` and ``max_steps``). Per (seed, α*, hold) one **arm**: the same flow until ᾱ first reaches
-α* (checked at every iterate; the crossing step is retaken shorter so that ᾱ lands on α* within 0.1 %, when the
-solver honours ``dt_cap``), then the projected flow θ' = −P∇L holding the constraint ``hold`` at its value
-there (:mod:`eoslib.intervention`: ``alpha`` holds ᾱ, the placebo ``norms`` holds the probe mean of
-Σₖ log‖Jᵏ‖) to the same horizon. The projection needs a gradient-only solver (``gd``, ``agd``, ``rkc``);
+Per setting and seed, one **free** run: the flow solver from θ₀ to the horizon (the loss threshold, capped by the
+flow time ``intervention.time`` and ``max_steps``). Per (setting, seed, α*, hold) one **arm**: the same flow until
+ᾱ first reaches α* (checked at every iterate; the crossing step is retaken shorter so that ᾱ lands on α* within
+0.1 %, when the solver honours ``dt_cap``), then the projected flow θ' = −P∇L to the same horizon, with ``hold``
+one of (:mod:`eoslib.intervention`):
+
+* ``alpha`` — the scalar ᾱ held (the probe mean of α);
+* ``vector`` — every per-layer mean āₖ and every sub-chain mean ᾱₖ held at once (the projection onto the
+  intersection of their tangent spaces, :func:`eoslib.constraints.project_tangent`, Gauss–Newton correction);
+* ``chain`` — mean log‖P₁‖ held: the positive control (it holds the gain that makes layer 1's G block);
+* ``placebo`` — the matched placebo: at every θ the fraction of ‖∇L‖² that holding ᾱ would remove there is
+  removed along a fixed random direction (seed ``PLACEBO_SEED`` + seed; :class:`~eoslib.intervention.PlaceboObjective`);
+* ``norms`` — the first placebo, the probe mean of Σₖ log‖Jᵏ‖ held (a second treatment: it stalls the loss).
+
+With ``mechanism``, per setting and seed also the **Taylor** run: the same solver on the network's second-order
+Taylor model around θ₀ (no layers), to the same horizon — does sharpening need layers? The projection needs a gradient-only solver (``gd``, ``agd``, ``rkc``);
 the default ``agd`` (Δt = min(Δt_max, c/λ₁), c = 1) stays below the edge of stability 2/λ₁, so λ_max is the
 flow's. ᾱ and the constraints use the probe rows of :class:`~eoslib.measurement.Measurement` (same probe, seed).
 Both phases run on the shared loop, :func:`eoslib.training.train` (hooks, checkpoints and resume, divergence and
@@ -22,7 +32,7 @@ log α + mean Σₖ log‖Jᵏ‖), ``phase`` (``free`` | ``hold``), and in the 
 ``c_drift``, ``c_grad_norm``, ``removed`` (fraction of ‖∇L‖² projected out), ``c_step_drift``, ``newton``;
 ``abar_gap`` = ᾱ/alpha_mean − 1 at measured rows.
 
-Runs ``intervene/<setting>/seed<s>/free`` and ``intervene/<setting>/seed<s>/a<α*>-<hold>``, one stage
+Runs ``intervene/<setting>/seed<s>/free``, ``…/taylor`` and ``intervene/<setting>/seed<s>/a<α*>-<hold>``, one stage
 ``intervene``. ``summary.json`` adds ``arm``, ``alpha_star``, ``switched``, ``switch`` (step, t, loss, ᾱ, λ_max,
 target), ``end``, ``sharpness_at_loss`` (λ_max at the loss levels L_s·(L_thr/L_s)^f, f in ``levels``, between
 the switch loss L_s and the threshold) and the drift of both constraints in the held phase.
@@ -41,7 +51,7 @@ import pandas as pd
 from ..tables import CHAIN_COLUMNS, LOSS_RTOL, _float, lam_max, loss_levels, value_at
 from ..curvature import OPERATORS
 from ..intervention import CONSTRAINTS
-from ..schema import Choice, Int, ListOf, Num, Opt, Text, Where, fail
+from ..schema import Choice, Flag, Int, ListOf, Num, Opt, Text, Where, fail
 from .base import SOLVER_SPEC, Experiment, Stage, base_config, build_objective, build_solver, setting_config
 
 #: solvers that only take gradients (and Hessian products for their step size): the projection applies to them
@@ -49,6 +59,8 @@ GRADIENT_ONLY = ("gd", "agd", "rkc")
 DEFAULT_SOLVER = {"name": "agd", "dt_max": 0.5, "c": 1.0}
 #: ᾱ lands on α* within this relative tolerance when the crossing step is retaken
 LAND_RTOL = 1e-3
+#: the placebo's random direction is drawn with seed PLACEBO_SEED + the run's seed
+PLACEBO_SEED = 7919
 
 
 def _gradient_only(spec: dict, path: str) -> None:
@@ -57,12 +69,19 @@ def _gradient_only(spec: dict, path: str) -> None:
                              f"{spec['name']!r}: it integrates the stiff directions of the unprojected Hessian)")
 
 
+#: the arms besides the free flow: a registered constraint held fixed (``alpha``: the scalar ᾱ; ``vector``: every
+#: āₖ and sub-chain ᾱₖ; ``chain``: mean log‖P₁‖, the positive control; ``norms``: the layer norms), or ``placebo``:
+#: the matched placebo (:class:`~eoslib.intervention.PlaceboObjective`)
+def HOLDS() -> list[str]:  # noqa: N802 (a registry-style lazy list of names)
+    return [*CONSTRAINTS.names(), "placebo"]
+
 SCHEMA = {
-    "setting": Text(),
+    "settings": ListOf(Text()),
     "n": Int(minimum=2),
     "seeds": ListOf(Int(minimum=0)),
     "alpha_stars": ListOf(Num(maximum=1.0), ascending=True),  # 0 < α* ≤ 1
-    "holds": ListOf(Choice(CONSTRAINTS.names, "constraint")),
+    "holds": ListOf(Choice(HOLDS, "arm")),
+    "mechanism": Opt(Flag(), False),  # per seed, the Taylor-model flow (the mechanism control with no layers)
     "probe": Int(),
     "measure_every": Int(),
     "max_steps": Int(),
@@ -75,26 +94,31 @@ SCHEMA = {
 
 
 def run_name(setting: str, seed: int, alpha_star: float | None = None, hold: str | None = None) -> str:
-    """``intervene/<setting>/seed<s>/free`` or ``intervene/<setting>/seed<s>/a<α*>-<hold>``."""
-    arm = "free" if hold is None else f"a{alpha_star:g}-{hold}"
+    """``intervene/<setting>/seed<s>/free``, ``…/taylor`` (hold ``taylor``: the mechanism control) or
+    ``intervene/<setting>/seed<s>/a<α*>-<hold>``."""
+    arm = "free" if hold is None else "taylor" if hold == "taylor" else f"a{alpha_star:g}-{hold}"
     return f"intervene/{setting}/seed{seed}/{arm}"
 
 
 def plan(p: dict) -> dict[str, Stage]:
-    """One stage ``intervene``: per seed the free run, then every (α*, hold) arm."""
+    """One stage ``intervene``: per setting and seed the free run, every (α*, hold) arm and, with ``mechanism``,
+    the Taylor-model flow."""
     iv = p["intervention"]
-    setting_config(p, iv["setting"], "intervention.setting")
     runs = {}
-    for seed in iv["seeds"]:
-        c = base_config(p, iv["setting"], iv["n"], seed, "intervention.n")
-        c |= {"kind": "intervene", "solver": dict(iv["solver"]), "probe": iv["probe"],
-              "measure_every": iv["measure_every"], "max_steps": iv["max_steps"], "time": iv["time"],
-              "levels": list(iv["levels"]), "curvature": list(iv["curvature"]),
-              "checkpoint_every": iv["checkpoint_every"]}
-        runs[run_name(iv["setting"], seed)] = c | {"hold": None, "alpha_star": None}
-        for a in iv["alpha_stars"]:
-            for h in iv["holds"]:
-                runs[run_name(iv["setting"], seed, a, h)] = c | {"hold": h, "alpha_star": float(a)}
+    for i, s in enumerate(iv["settings"]):
+        setting_config(p, s, f"intervention.settings[{i}]")
+        for seed in iv["seeds"]:
+            c = base_config(p, s, iv["n"], seed, "intervention.n")
+            c |= {"kind": "intervene", "solver": dict(iv["solver"]), "probe": iv["probe"],
+                  "measure_every": iv["measure_every"], "max_steps": iv["max_steps"], "time": iv["time"],
+                  "levels": list(iv["levels"]), "curvature": list(iv["curvature"]),
+                  "checkpoint_every": iv["checkpoint_every"]}
+            runs[run_name(s, seed)] = c | {"hold": None, "alpha_star": None}
+            for a in iv["alpha_stars"]:
+                for h in iv["holds"]:
+                    runs[run_name(s, seed, a, h)] = c | {"hold": h, "alpha_star": float(a)}
+            if iv["mechanism"]:
+                runs[run_name(s, seed, hold="taylor")] = c | {"hold": "taylor", "alpha_star": None}
     return {"intervene": Stage("intervene", "runs/intervene", runs)}
 
 
@@ -130,8 +154,11 @@ class ChainHook:
         self.abar_rtol = depth * terms.tol + 100 * eps if abar_rtol is None else abar_rtol
 
     def __call__(self, objective, theta, step, t, final) -> dict:
+        from ..measures.library import output_weight_norm
+
         ev = self.terms.evaluate(theta)
         row = ev.terms.summary() | (ev.certificate or {})
+        row["output_weight_norm"] = output_weight_norm(objective, theta, {})  # a rival predictor (horse race)
         if self.measurement is not None:
             extra = self.measurement(objective, theta, step=step, t=t, final=final)
             if extra:
@@ -167,21 +194,24 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     import torch
 
     from ..alignment import probe_subset
-    from ..intervention import ChainTerms, Constraint, ProjectedObjective, ProjectedSolver
+    from ..intervention import ChainTerms, Constraint, PlaceboObjective, ProjectedObjective, ProjectedSolver
     from ..io import atomic_save
     from ..measurement import Measurement
     from ..training import Stop, train
 
     objective, _ = build_objective(config)
     solver = build_solver(config["solver"])
-    terms = ChainTerms(objective, probe_subset(objective.X, config["probe"], config["seed"]))
+    thr, T, steps = config["loss_threshold"], config["time"], config["max_steps"]
+    kw = {"checkpoint": folder / "checkpoint.pt", "checkpoint_every": config["checkpoint_every"],
+          "progress": progress, "desc": str(folder)}
+    if config["hold"] == "taylor":
+        return run_taylor(objective, solver, Stop(loss=thr, time=T, steps=steps), config, kw)
+    terms = ChainTerms(objective, probe_subset(objective.X, config["probe"], config["seed"]),
+                       extended=config["hold"] == "vector")
     ops = tuple(config["curvature"])
     measured = ChainHook(terms, Measurement(every=config["measure_every"], probe=config["probe"], seed=config["seed"],
                                             operators=ops, shares="ggn" in ops))
     hooks = [measured]
-    thr, T, steps = config["loss_threshold"], config["time"], config["max_steps"]
-    kw = {"checkpoint": folder / "checkpoint.pt", "checkpoint_every": config["checkpoint_every"],
-          "progress": progress, "desc": str(folder)}
     hold, a_star = config["hold"], config["alpha_star"]
     if hold is None:
         r = train(solver, objective, until=Stop(loss=thr, time=T, steps=steps), hooks=hooks, **kw)
@@ -213,9 +243,18 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
         info |= {"switch": None, "stopped_by": pre["reason"], "seconds": pre["seconds"], "theta": pre["theta"]}
         return table, info | summarize(table, config)
 
-    hold_c = Constraint(hold, terms)
-    target = hold_c.value(pre["theta"])
-    po = ProjectedObjective(objective, hold_c, target=target)
+    if hold == "placebo":  # matched to what holding ᾱ would remove at each θ, along a fixed random direction
+        from ..constraints import random_direction
+
+        hold_c = Constraint("alpha", terms)
+        u = random_direction(pre["theta"].numel(), seed=PLACEBO_SEED + config["seed"], dtype=objective.dtype,
+                             device=objective.device)
+        target = hold_c.value(pre["theta"])
+        po = PlaceboObjective(objective, hold_c, u, target=target)
+    else:
+        hold_c = Constraint(hold, terms)
+        target = hold_c.value(pre["theta"])
+        po = ProjectedObjective(objective, hold_c, target=target)
     r = train(ProjectedSolver(solver, po), po, theta0=pre["theta"],
               until=Stop(loss=thr, time=T - pre["t"], steps=max(steps - pre["step"], 0)), hooks=hooks, **kw)
     held = r.table.copy()
@@ -226,8 +265,29 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
     first = held.iloc[0]
     info |= {"switch": {"step": int(first["step"]), "t": float(first["t"]), "loss": float(first["loss"]),
                         "abar": float(first["abar"]), "sharpness": _float(first.get("sharpness")),
-                        "target": target},
+                        "target": target if not isinstance(target, torch.Tensor) else target.tolist()},
              "stopped_by": r.stopped_by, "seconds": pre["seconds"] + r.seconds, "theta": r.theta}
+    return table, info | summarize(table, config)
+
+
+def run_taylor(objective, solver, until, config: Mapping, kw: dict) -> tuple[pd.DataFrame, dict]:
+    """The mechanism control: the same solver from θ₀ on the second-order Taylor model of the network around θ₀
+    (:func:`eoslib.taylor.taylor_objective`: a model quadratic in θ with no layers), to the same horizon; λ_max
+    of its loss Hessian is the solver's ``sharpness`` column (agd, rkc). Does a model without layers sharpen?"""
+    from ..taylor import taylor_objective
+    from ..training import train
+
+    r = train(solver, taylor_objective(objective), until=until, **kw)
+    table = r.table.assign(phase="taylor")
+    lam = lam_max(table).dropna()
+    info = {"arm": "taylor", "alpha_star": None, "switched": False, "switch": None, "stopped_by": r.stopped_by,
+            "seconds": r.seconds, "theta": r.theta,
+            "taylor": {"lam_start": _float(lam.iloc[0]) if len(lam) else None,
+                       "lam_min": _float(lam.min()) if len(lam) else None,
+                       "lam_peak": _float(lam.max()) if len(lam) else None,
+                       "lam_end": _float(lam.iloc[-1]) if len(lam) else None}}
+    tl = info["taylor"]
+    tl["sharpening"] = tl["lam_peak"] / tl["lam_min"] if tl["lam_min"] else None
     return table, info | summarize(table, config)
 
 
@@ -250,9 +310,10 @@ def summarize(table: pd.DataFrame, config: Mapping) -> dict:
         after = table.loc[held.index[0]:]
         out["sharpness_at_loss"] = {f"{lv:.6g}": value_at(after, "loss", lv, "lam_max", rtol=LOSS_RTOL)
                                     for lv in loss_levels(ls, config["loss_threshold"], config["levels"])}
+        keys = [k for k in held if k in ("abar", "log_norms_mean", "log_chain_mean")
+                or k.startswith(("abar_", "afac_mean_"))]
         out["hold_drift"] = {k: {"min": float(held[k].min() - held[k].iloc[0]),
-                                 "max": float(held[k].max() - held[k].iloc[0])}
-                             for k in ("abar", "log_norms_mean")}
+                                 "max": float(held[k].max() - held[k].iloc[0])} for k in keys}
         out["hold_drift"]["c_abs_max"] = _float(held["c_drift"].abs().max()) if "c_drift" in held else None
         out["removed_mean"] = _float(held["removed"].mean()) if "removed" in held else None
     return out
