@@ -85,11 +85,11 @@ def schema(raw: Mapping | None = None) -> dict:
         "criteria": _criteria_spec(),
         "notebooks": MapOf(Opt(Any_(), {}), what="notebook parameters"),
     }
-    for e in KINDS.entries():  # every experiment kind's section is optional, but for the sweep
+    for e in KINDS.entries():  # every experiment kind's section is optional (a profile without a sweep fits nothing)
         sec = e.meta["section"]
-        present = raw is None or (raw.get(sec) is not None) or e.name == "sweep"
+        present = raw is None or (raw.get(sec) is not None)
         spec = e.obj.schema if present else Any_()
-        sch[sec] = spec if e.name == "sweep" else Opt(spec)
+        sch[sec] = Opt(spec)
     return sch
 
 

@@ -46,18 +46,21 @@ def fit_all(params: dict, root: str | Path = ".") -> dict:
     saturating alternative compared by AICc). ``primary_r2``: the pooled R² of the primary measure per setting;
     ``paper_r2``: the paper's R² range, beside the fits of a profile that judges C4."""
     pl = params["powerlaw"]
+    settings = (params.get("sweep") or {}).get("settings", [])
+    if not settings:  # a profile without a sweep (e.g. the causal profile): nothing to fit
+        return {"primary": pl["primary"], "primary_r2": {}, "fits": {}, "sharpening": {}}
     ep = endpoint_table(root)
     if "kind" in ep:
         ep = ep[ep.kind == "sweep"]
     fits: dict = {}
-    for setting in params["sweep"]["settings"]:
+    for setting in settings:
         for endpoint in pl["endpoints"]:
             sub = ep[(ep.setting == setting) & (ep.endpoint == endpoint)]
             fits.setdefault(setting, {})[endpoint] = {m: _fit_entry(sub, m, pl) for m in pl["measures"]}
     prim = pl["primary"]
     r2 = {s: fits[s][prim["endpoint"]][prim["measure"]].get("r2") for s in fits}
     paper = {"paper_r2": list(PAPER_R2)} if (params.get("criteria") or {}).get("C4") else {}
-    sharp = {s: sharpening_by_size(ep[ep.setting == s]) for s in params["sweep"]["settings"]}
+    sharp = {s: sharpening_by_size(ep[ep.setting == s]) for s in settings}
     return {"primary": prim, "primary_r2": r2, "fits": fits, "sharpening": sharp} | paper
 
 

@@ -113,7 +113,8 @@ def stages(params: dict, prefix: str) -> dict:
         setting = sid.split("-", 1)[1] if kind in ("sweep", "agree") else None
         what = KINDS.label(kind) + (f", setting {setting}" if setting else "")
         st[sid] = train(sid, f"train: {what} ({len(stage['runs'])} runs, params section `{section(kind)}`)")
-    for s in params["sweep"]["settings"]:
+    sweep_settings = (params.get("sweep") or {}).get("settings", [])
+    for s in sweep_settings:
         sw = planned[f"sweep-{s}"]
         agree = planned.get(f"agree-{s}")
         cs = confs[f"sweep-{s}"] + (confs[f"agree-{s}"] if agree else [])
@@ -129,8 +130,9 @@ def stages(params: dict, prefix: str) -> dict:
             "outs": [f"runs/endpoints/{s}.csv"]}
     st["fit"] = {"desc": "power-law fits of every measure × end point × setting → metrics/powerlaw.json",
                  "cmd": "python -m eoslib.fits",
-                 "deps": [f"runs/endpoints/{s}.csv" for s in params["sweep"]["settings"]] + _code(prefix, "eoslib.fits"),
-                 "params": ["powerlaw", "sweep.settings"], "metrics": [{"metrics/powerlaw.json": {"cache": False}}]}
+                 "deps": [f"runs/endpoints/{s}.csv" for s in sweep_settings] + _code(prefix, "eoslib.fits"),
+                 "params": ["powerlaw"] + (["sweep.settings"] if sweep_settings else []),
+                 "metrics": [{"metrics/powerlaw.json": {"cache": False}}]}
     st["ledger"] = {"desc": "the claims ledger under the registered criteria → CLAIMS.md, metrics/claims.json",
                     "cmd": "python -m eoslib.claims",
                     "deps": ["runs", "metrics/powerlaw.json"] + _code(prefix, "eoslib.claims.__main__")
