@@ -331,11 +331,13 @@ def _horse_race_summary(runs: Mapping) -> dict:
     rows = horse_race_rows(runs)
     if not len(rows):
         return {}
-    out = {"pooled": {r.base: {"delta_r2": r.delta_r2, "r2_base": r.r2_base, "partial_r": r.partial_r, "n": r.n}
-                      for r in horse_race(rows, per_group=False).itertuples()}}
+    cell = lambda r: {"delta_r2": r.delta_r2, "r2_base": r.r2_base, "partial_r": r.partial_r, "n": r.n}  # noqa: E731
+    res = horse_race(rows)
+    out = {"pooled": {r.base: cell(r) for r in res[res.scope == "pooled"].itertuples()}}
     for s, d in rows.groupby("setting"):
-        out[s] = {r.base: {"delta_r2": r.delta_r2, "r2_base": r.r2_base, "partial_r": r.partial_r, "n": r.n}
-                  for r in horse_race(d, per_group=False).itertuples()}
+        out[s] = {r.base: cell(r) for r in horse_race(d, per_group=False).itertuples()}
+    per_run = res[res.scope == "group"]  # each free flow alone (one seed of one setting)
+    out["per_run"] = {b: {str(r.group): r.delta_r2 for r in g.itertuples()} for b, g in per_run.groupby("base")}
     return out
 
 
@@ -406,13 +408,14 @@ def _v4_summary(per: dict, m: dict, c: V4) -> str:
     for s, units in by_setting.items():
         judged = [u for u in units if u["status"] != "not measurable"]
         arms = sorted({h for u in judged for h in u["arms"]})
-        txt = ", ".join(
-            f"{h} R {_span([u['arms'][h]['R_loss'] for u in judged if h in u['arms']])} / "
-            f"{_span([u['arms'][h]['R_peak'] for u in judged if h in u['arms']])} (removed "
-            f"{_span([u['arms'][h]['removed_loss'] for u in judged if h in u['arms']])})" for h in arms)
+        def three(h: str, what: str) -> str:
+            return " / ".join(_span([u["arms"][h][f"{what}_{b}"] for u in judged if h in u["arms"]])
+                              for b in ("loss", "peak", "time"))
+
+        txt = ", ".join(f"{h} R {three(h, 'R')} (removed {three(h, 'removed')})" for h in arms)
         counts = {st: sum(u["status"] == st for u in units) for st in ("holds", "does not hold", "test invalid",
                                                                        "not measurable")}
-        parts.append(f"{s} [R at equal loss / at the peak]: {txt}; units " +
+        parts.append(f"{s} [at equal loss / at the peak / at equal time]: {txt}; units " +
                      ", ".join(f"{n} {st}" for st, n in counts.items() if n))
     out = "; ".join(parts)
     d = m["decomposition"]
@@ -420,8 +423,10 @@ def _v4_summary(per: dict, m: dict, c: V4) -> str:
         out += "; free flow: alignment share of Δlog‖P₁‖ " + _span([v["alignment_share"] for v in d.values()])
     hr = (m["horse_race"] or {}).get("pooled")
     if hr:
-        out += "; horse race (pooled, fixed effects per run): ΔR² of log ᾱ beyond " + ", ".join(
-            f"{b} {v['delta_r2']:.3f}" for b, v in hr.items() if b != "none") + (
+        runs_ = (m["horse_race"] or {}).get("per_run", {})
+        out += "; horse race (pooled, fixed effects per run [range over the free flows alone]): ΔR² of log ᾱ beyond " \
+            + ", ".join(f"{b} {v['delta_r2']:.3f} [{_span(list(runs_.get(b, {}).values()))}]"
+                        for b, v in hr.items() if b != "none") + (
             f" (alone R² {hr['none']['delta_r2']:.2f})" if "none" in hr else "")
     mech = m["mechanism"]
     if mech:
