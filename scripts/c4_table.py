@@ -44,7 +44,7 @@ def rows(profile: str, measures: list[str], endpoint: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("profiles", nargs="*", default=["default", "extended", "authors", "mse"])
+    ap.add_argument("profiles", nargs="*", default=["default", "extended", "long-range", "authors", "mse"])
     ap.add_argument("--measures", nargs="+", default=["alpha_mean", "chain_gain", "sharpness"])
     ap.add_argument("--endpoint", default="threshold")
     a = ap.parse_args(argv)

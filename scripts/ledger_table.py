@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ORDER = ["default", "extended", "c2-edge", "authors", "mse", "device-slice", "paper"]
+ORDER = ["default", "extended", "long-range", "c2-edge", "causal", "authors", "mse", "device-slice", "paper"]
 
 
 def root(profile: str) -> Path:

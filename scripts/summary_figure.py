@@ -44,21 +44,37 @@ def panel_c1(ax) -> None:
     ax.set_title("(a) C1: GD sits near 2/η (band 0.8–1.25)", fontsize=9)
 
 
+#: the C3 v4 arms shown in panel (b): colour, marker, label
+ARMS3 = {"chain": ("C3", "P", "positive control (log‖P₁‖ held)"), "vector": ("C0", "v", "every āₖ, ᾱₖ held"),
+         "alpha": ("C2", "o", "ᾱ held (scalar)"), "placebo": ("C7", "s", "matched placebo")}
+
+
 def panel_c3(ax) -> None:
-    arms = metrics(REPO, "claims").get("C3", {}).get("measured", {}).get("arms", {})
-    keys = sorted(arms)
+    units, prof = {}, None
+    for prof in ("causal", "default"):
+        root = REPO if prof == "default" else REPO / "profiles" / prof
+        units = metrics(root, "claims").get("C3", {}).get("measured", {}).get("units") or {}
+        if units:
+            break
+    if not units:
+        ax.text(0.5, 0.5, "C3 v4 (five arms): not run yet", ha="center", va="center", transform=ax.transAxes)
+        return
+    keys = sorted(units)
+    seen = set()
     for i, k in enumerate(keys):
-        a = arms[k]
-        ax.plot(a["alpha"]["R"], i, "o", color="C3", label="ᾱ held, equal loss" if i == 0 else None)
-        if a["norms"].get("R_time") is not None:
-            ax.plot(a["norms"]["R_time"], i, "s", mfc="none", color="C2",
-                    label="norms held, equal time" if i == 0 else None)
-    ax.axvline(0.5, ls=":", color="k")
-    ax.set_yticks(range(len(keys)), keys, fontsize=6)
-    ax.set_xlim(0, 1.1)
-    ax.set_xlabel("share of log-sharpening kept (R)")
-    ax.legend(fontsize=6, loc="lower left")
-    ax.set_title("(b) C3 intervention (default, digits CE)", fontsize=9)
+        for h, (c, mk, lab) in ARMS3.items():
+            v = units[k]["arms"].get(h) or {}
+            r = v.get("R_loss") if v.get("R_loss") is not None else v.get("R_peak")
+            if r is not None:
+                ax.plot(r, i, mk, color=c, ms=4, mfc=c if v.get("R_loss") is not None else "none",
+                        label=None if h in seen else lab)
+                seen.add(h)
+    for x, c in ((0.3, "C3"), (0.5, "C0"), (0.8, "C7")):
+        ax.axvline(x, ls=":", color=c, lw=0.9)
+    ax.set_yticks(range(len(keys)), keys, fontsize=5)
+    ax.set_xlabel("share of the free flow's log-sharpening kept, R (hollow: at the peak, loss not reached)")
+    ax.legend(fontsize=6, loc="best")
+    ax.set_title(f"(b) C3 intervention ({prof}): R at equal loss per arm", fontsize=9)
 
 
 def panel_c4(ax) -> None:
