@@ -458,16 +458,18 @@ def _vec(c: float | Tensor) -> Tensor:
 
 
 class PlaceboObjective(ProjectedObjective):
-    """The matched placebo (claim C3): at every θ, remove from ∇L the fraction ρ(θ) = (∇c·∇L)²/(‖∇c‖²‖∇L‖²) that
-    holding the reference constraint c (ᾱ) would remove there, along the direction nearest a fixed random unit
-    vector ``direction`` that removes exactly ρ (:func:`eoslib.constraints.matched_placebo`). The flow then moves
-    at the speed, and loses loss at the rate, of the ᾱ-held flow from the same state, without a constraint on the
-    chain; c (ᾱ) is recorded (``c``, ``c_drift`` from its value at the switch) and free to move. No correction."""
+    """The matched placebo (claim C3): remove from ∇L a fraction ρ of ‖∇L‖² along the direction nearest a fixed
+    random unit vector ``direction`` that removes exactly ρ (:func:`eoslib.constraints.matched_placebo`), with ρ
+    the fraction the treatment removes: ``schedule(clock)`` — the scalar arm's removed fraction against the flow
+    time since the switch, ``clock`` the flow time of the step's start point (set by :class:`ProjectedSolver`) — or, without a schedule,
+    ρ(θ) = (∇c·∇L)²/(‖∇c‖²‖∇L‖²), what holding the reference c (ᾱ) would remove at this θ. Either way the
+    reference c is recorded (``c``, ``c_drift`` from its value at the switch; ``rho_state`` = ρ(θ)) and free to
+    move: nothing is held, no correction."""
 
-    def __init__(self, objective, reference: ConstraintFunction, direction: Tensor,
-                 target: float | None = None) -> None:
+    def __init__(self, objective, reference: ConstraintFunction, direction: Tensor, target: float | None = None,
+                 schedule: Callable[[float], float] | None = None) -> None:
         super().__init__(objective, reference, target)
-        self.direction = direction
+        self.direction, self.schedule, self.clock = direction, schedule, 0.0
 
     def project(self, theta: Tensor, g: Tensor) -> Tensor:
         from .constraints import matched_placebo
@@ -475,10 +477,11 @@ class PlaceboObjective(ProjectedObjective):
         c, gc = self._constraint(theta)
         gc64, g64 = gc.reshape(-1).double(), g.double()
         den = float(gc64 @ gc64) * float(g64 @ g64)
-        rho = min(float(gc64 @ g64) ** 2 / den, 1.0 - 1e-9) if den > 0 else 0.0
-        pl = matched_placebo(g, self.direction.to(g.device), rho)
+        state = float(gc64 @ g64) ** 2 / den if den > 0 else 0.0
+        rho = min(self.schedule(self.clock) if self.schedule is not None else state, 1.0 - 1e-9)
+        pl = matched_placebo(g, self.direction.to(g.device), max(rho, 0.0))
         self.log.append((theta, {"c": float(c), "c_drift": self._drift(c), "c_grad_norm": float(gc64.norm()),
-                                 "removed": pl.removed, "rho_target": rho, "cos_u": pl.cos_u}))
+                                 "removed": pl.removed, "rho_target": rho, "rho_state": state, "cos_u": pl.cos_u}))
         return pl.velocity
 
     def correct(self, theta: Tensor) -> tuple[Tensor, dict]:
@@ -498,6 +501,17 @@ class ProjectedSolver:
 
     def __init__(self, solver, projected: ProjectedObjective) -> None:
         self.solver, self.projected = solver, projected
+        # flow time of the iterates (for a placebo's schedule): (start θ, its t, end θ, its t) of the last step
+        self._last: tuple | None = None
+        self._t0 = 0.0
+
+    def _time_of(self, theta: Tensor) -> float:
+        """The flow time of ``theta``: the end of the last step (the usual case, and after a resume), or its start
+        (a step retaken shorter to land on an event or the loss threshold)."""
+        if self._last is None:
+            return self._t0
+        start, t_start, _, t_end = self._last
+        return t_start if theta is start else t_end
 
     @property
     def flow(self) -> bool:
@@ -512,22 +526,28 @@ class ProjectedSolver:
         pr = self.projected
         # keep only projections at θ itself (a solver may reuse the gradient it took there last step)
         pr.log = [e for e in pr.log if e[0] is theta]
+        t = self._time_of(theta)
+        if hasattr(pr, "clock"):  # a placebo reads its schedule at the step's start time
+            pr.clock = t
         theta_next, rec = self.solver.step(pr, theta, dt_cap=dt_cap)
         at = pr.logged(theta)
         if at is None:  # the solver took no gradient at θ: c and ∇c from the constraint, no removed fraction
             at = pr.describe(theta)
         theta_next, corr = pr.correct(theta_next)
         rec = dict(rec) | at | corr
+        self._last = (theta, t, theta_next, t + rec["dt"])
         return theta_next, rec
 
     def state_dict(self) -> dict:
         c = self.projected.constraint
         return {"solver": self.solver.state_dict(), "target": self.projected.target,
-                "constraint": c.state_dict() if hasattr(c, "state_dict") else None}
+                "constraint": c.state_dict() if hasattr(c, "state_dict") else None,
+                "clock": self._time_of(None) if self._last is not None else self._t0}
 
     def load_state_dict(self, state: dict) -> None:
         self.solver.load_state_dict(state["solver"])
         self.projected.target = state["target"]
+        self._t0, self._last = state.get("clock", 0.0), None
         c = self.projected.constraint
         if state.get("constraint") is not None and hasattr(c, "load_state_dict"):
             c.load_state_dict(state["constraint"])

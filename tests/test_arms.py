@@ -6,6 +6,7 @@ placebo removing exactly the fraction the ᾱ projection would; and every arm en
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.func import jacrev
@@ -155,3 +156,26 @@ def test_the_mechanism_control_trains_the_taylor_model(tmp_path):
     assert info["arm"] == "taylor" and tl["lam_start"] > 0 and tl["lam_peak"] >= tl["lam_start"]
     assert tl["sharpening"] == pytest.approx(tl["lam_peak"] / tl["lam_min"])
     assert tab["loss"].iloc[-1] < tab["loss"].iloc[0]
+
+
+def test_the_placebo_follows_the_scalar_arms_removed_fraction_over_time(tmp_path):
+    """The placebo removes, at each flow time since the switch, the fraction the scalar arm removed then (its record
+    interpolated in time) — read from the finished sibling run, or computed in-process when there is none: the two
+    give the same trajectory to the last bit."""
+    from eoslib.run import execute_run
+
+    name = "intervene/d/seed0/a0.7-{}"
+    execute_run(name.format("alpha"), tiny("alpha", 0.7), tmp_path / "both")
+    execute_run(name.format("placebo"), tiny("placebo", 0.7), tmp_path / "both")
+    execute_run(name.format("placebo"), tiny("placebo", 0.7), tmp_path / "alone")  # no sibling: computed here
+    read = lambda root, arm: pd.read_csv(root / "runs" / name.format(arm) / "trajectory.csv")  # noqa: E731
+    a, pl, alone = read(tmp_path / "both", "alpha"), read(tmp_path / "both", "placebo"), read(tmp_path / "alone", "placebo")
+    timing = [c for c in pl if "seconds" in c]
+    pd.testing.assert_frame_equal(pl.drop(columns=timing), alone.drop(columns=timing))
+    assert not (tmp_path / "alone" / "runs" / name.format("placebo") / "alpha-arm").exists()
+    ha, hp = a[a.phase == "hold"], pl[pl.phase == "hold"].dropna(subset=["removed"])
+    t0 = ha.t.iloc[0]
+    ok = ha.removed.notna()
+    want = np.interp(hp.t - t0, ha.t[ok] - t0, ha.removed[ok])
+    assert np.allclose(hp.removed, want, rtol=1e-9, atol=1e-12)
+    assert np.allclose(hp.rho_target, want, rtol=1e-12, atol=1e-15)

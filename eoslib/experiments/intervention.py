@@ -10,8 +10,9 @@ one of (:mod:`eoslib.intervention`):
 * ``vector`` — every per-layer mean āₖ and every sub-chain mean ᾱₖ held at once (the projection onto the
   intersection of their tangent spaces, :func:`eoslib.constraints.project_tangent`, Gauss–Newton correction);
 * ``chain`` — mean log‖P₁‖ held: the positive control (it holds the gain that makes layer 1's G block);
-* ``placebo`` — the matched placebo: at every θ the fraction of ‖∇L‖² that holding ᾱ would remove there is
-  removed along a fixed random direction (seed ``PLACEBO_SEED`` + seed; :class:`~eoslib.intervention.PlaceboObjective`);
+* ``placebo`` — the matched placebo: the fraction of ‖∇L‖² that the scalar arm (``alpha``, same setting, seed
+  and α*) removed at the same flow time since the switch (its record, interpolated in time: :func:`alpha_schedule`)
+  is removed along a fixed random direction (seed ``PLACEBO_SEED`` + seed; :class:`~eoslib.intervention.PlaceboObjective`);
 * ``norms`` — the first placebo, the probe mean of Σₖ log‖Jᵏ‖ held (a second treatment: it stalls the loss).
 
 With ``mechanism``, per setting and seed also the **Taylor** run: the same solver on the network's second-order
@@ -243,14 +244,15 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
         info |= {"switch": None, "stopped_by": pre["reason"], "seconds": pre["seconds"], "theta": pre["theta"]}
         return table, info | summarize(table, config)
 
-    if hold == "placebo":  # matched to what holding ᾱ would remove at each θ, along a fixed random direction
+    if hold == "placebo":  # the scalar arm's removed fraction over time, along a fixed random direction
         from ..constraints import random_direction
 
         hold_c = Constraint("alpha", terms)
         u = random_direction(pre["theta"].numel(), seed=PLACEBO_SEED + config["seed"], dtype=objective.dtype,
                              device=objective.device)
         target = hold_c.value(pre["theta"])
-        po = PlaceboObjective(objective, hold_c, u, target=target)
+        tau, rho = alpha_schedule(config, folder, progress)
+        po = PlaceboObjective(objective, hold_c, u, target=target, schedule=lambda t: float(np.interp(t, tau, rho)))
     else:
         hold_c = Constraint(hold, terms)
         target = hold_c.value(pre["theta"])
@@ -268,6 +270,34 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
                         "target": target if not isinstance(target, torch.Tensor) else target.tolist()},
              "stopped_by": r.stopped_by, "seconds": pre["seconds"] + r.seconds, "theta": r.theta}
     return table, info | summarize(table, config)
+
+
+def alpha_schedule(config: Mapping, folder: Path, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(τ, ρ): the scalar arm's removed fraction of ‖∇L‖² (column ``removed``) against the flow time since its
+    switch τ, for the placebo of the same setting, seed and α*. Read from the sibling run ``a<α*>-alpha`` when it
+    is finished under the current code and config (:func:`eoslib.run.run_finished`'s test), else computed here — the
+    same deterministic run, in a subfolder that is removed afterwards — so the placebo never depends on the order
+    in which the stage's runs finish."""
+    import shutil
+
+    from ..io import read_json
+    from ..run import _same_run, identity, run_provenance
+
+    cfg = {k: v for k, v in config.items() if k != "device"} | {"hold": "alpha"}
+    sib = folder.parent / f"a{config['alpha_star']:g}-alpha"
+    if (sib / "summary.json").exists() and _same_run(sib, identity(cfg), run_provenance(cfg)["run_id"]):
+        table, info = pd.read_csv(sib / "trajectory.csv"), read_json(sib / "summary.json")
+    else:
+        sub = folder / "alpha-arm"
+        sub.mkdir(exist_ok=True)
+        table, info = run(dict(config) | {"hold": "alpha"}, sub, progress)
+        shutil.rmtree(sub)
+    if not info.get("switched"):
+        raise RuntimeError(f"{folder}: the scalar arm never switched, so the placebo has no schedule")
+    held = table[table["phase"] == "hold"]
+    tau, rho = (held["t"] - info["switch"]["t"]).to_numpy(float), held["removed"].to_numpy(float)
+    ok = np.isfinite(rho)
+    return tau[ok], rho[ok]
 
 
 def run_taylor(objective, solver, until, config: Mapping, kw: dict) -> tuple[pd.DataFrame, dict]:
