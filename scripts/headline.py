@@ -249,6 +249,28 @@ def c3_causal(row: dict, files: dict) -> list[Row]:
     return out
 
 
+def c3_v4(row: dict, files: dict) -> list[Row]:
+    """C3 v4 (five arms): unit statuses; per arm R at equal loss, at the peak and at equal time and the removed
+    fraction at equal loss (``measured.units.<unit>.arms.<arm>.*``); the horse race (pooled ΔR²) and the Taylor
+    model's sharpening (``measured.horse_race.pooled``, ``measured.mechanism``)."""
+    m = row.get("measured") or {}
+    units = m.get("units") or {}
+    out: list[Row] = [("units holding", count_ok(u.get("ok") for u in units.values() if u.get("ok") is not None)),
+                      ("units test invalid", len(m.get("test_invalid") or [])),
+                      ("units not measurable", len(m.get("not_measurable") or []))]
+    arms = sorted({h for u in units.values() for h in u.get("arms", {})})
+    for h in arms:
+        for b, name in (("R_loss", "R"), ("R_peak", "R at the peak"), ("R_time", "R at equal flow time"),
+                        ("removed_loss", "removed fraction")):
+            out += spread(f"{name}, {h}", {k: get(u, "arms", h, b) for k, u in units.items()})
+    for b, v in ((m.get("horse_race") or {}).get("pooled") or {}).items():
+        out.append((f"horse race ΔR² beyond {b}", v.get("delta_r2")))
+    out += spread("Taylor model sharpening ×", {k: v.get("sharpening") for k, v in (m.get("mechanism") or {}).items()})
+    out += spread("free flow: alignment share of Δlog‖P₁‖",
+                  {k: v.get("alignment_share") for k, v in (m.get("decomposition") or {}).items()})
+    return out
+
+
 def _c4_fit_rows(s: str, f: dict) -> list[Row]:
     out: list[Row] = [(f"{s}: β", f.get("beta"))]
     if "r2_means" in f:
@@ -336,7 +358,7 @@ def agreement(row: dict, files: dict) -> list[Row]:
 EXTRACTORS: dict[str, dict[int | None, Extractor]] = {
     "C1": {None: c1},
     "C2": {1: c2_v1, None: c2_v2},
-    "C3": {1: c3_v1, None: c3_causal},
+    "C3": {1: c3_v1, 4: c3_v4, None: c3_causal},
     "C4": {None: c4},
     "split": {None: split},
     "layers": {None: layers},

@@ -42,7 +42,7 @@ def test_same_revision_changes_nothing(capsys):
     """HEAD against HEAD (git on both sides): every headline of every committed profile, all unchanged."""
     rows = _rows(capsys, "--root", *PROFILES, "--before-rev", "HEAD", "--after-rev", "HEAD", "--markdown")
     labels = [r[0] for r in rows]
-    for want in ("C1 verdict", "C2 EE order", "C3 R, ᾱ held", "C4 fmnist-elu-ce: β", "split runs passing",
+    for want in ("C1 verdict", "C2 EE order", "C3 R, vector", "C4 fmnist-elu-ce: β", "split runs passing",
                  "layers runs with layer 1 largest", "certificates: warm→cold corrections, Σ over claims"):
         assert want in labels
     assert all(r[3] in ("0%", "=") for r in rows), [r for r in rows if r[3] not in ("0%", "=")]
