@@ -160,8 +160,8 @@ def test_the_mechanism_control_trains_the_taylor_model(tmp_path):
 
 def test_the_placebo_follows_the_scalar_arms_removed_fraction_over_time(tmp_path):
     """The placebo removes, at each flow time since the switch, the fraction the scalar arm removed then (its record
-    interpolated in time) — read from the finished sibling run, or computed in-process when there is none: the two
-    give the same trajectory to the last bit."""
+    interpolated in time; the scalar arm run in-process gives the same bits as its own run, so the two placebos
+    — beside a finished scalar arm and alone — agree to the last bit)."""
     from eoslib.run import execute_run
 
     name = "intervene/d/seed0/a0.7-{}"

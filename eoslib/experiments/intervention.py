@@ -11,7 +11,7 @@ one of (:mod:`eoslib.intervention`):
   intersection of their tangent spaces, :func:`eoslib.constraints.project_tangent`, Gauss–Newton correction);
 * ``chain`` — mean log‖P₁‖ held: the positive control (it holds the gain that makes layer 1's G block);
 * ``placebo`` — the matched placebo: the fraction of ‖∇L‖² that the scalar arm (``alpha``, same setting, seed
-  and α*) removed at the same flow time since the switch (its record, interpolated in time: :func:`alpha_schedule`)
+  and α*) removed at the same flow time since the switch (run in-process, interpolated in time: :func:`alpha_schedule`)
   is removed along a fixed random direction (seed ``PLACEBO_SEED`` + seed; :class:`~eoslib.intervention.PlaceboObjective`);
 * ``norms`` — the first placebo, the probe mean of Σₖ log‖Jᵏ‖ held (a second treatment: it stalls the loss).
 
@@ -274,24 +274,15 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
 
 def alpha_schedule(config: Mapping, folder: Path, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(τ, ρ): the scalar arm's removed fraction of ‖∇L‖² (column ``removed``) against the flow time since its
-    switch τ, for the placebo of the same setting, seed and α*. Read from the sibling run ``a<α*>-alpha`` when it
-    is finished under the current code and config (:func:`eoslib.run.run_finished`'s test), else computed here — the
-    same deterministic run, in a subfolder that is removed afterwards — so the placebo never depends on the order
-    in which the stage's runs finish."""
+    switch τ, for the placebo of the same setting, seed and α*: the scalar arm itself, run here (deterministic: the
+    same bits as its own run ``a<α*>-alpha``) in a subfolder that is removed afterwards — so the placebo depends
+    neither on the order in which the stage's runs finish nor on the orchestration code."""
     import shutil
 
-    from ..io import read_json
-    from ..run import _same_run, identity, run_provenance
-
-    cfg = {k: v for k, v in config.items() if k != "device"} | {"hold": "alpha"}
-    sib = folder.parent / f"a{config['alpha_star']:g}-alpha"
-    if (sib / "summary.json").exists() and _same_run(sib, identity(cfg), run_provenance(cfg)["run_id"]):
-        table, info = pd.read_csv(sib / "trajectory.csv"), read_json(sib / "summary.json")
-    else:
-        sub = folder / "alpha-arm"
-        sub.mkdir(exist_ok=True)
-        table, info = run(dict(config) | {"hold": "alpha"}, sub, progress)
-        shutil.rmtree(sub)
+    sub = folder / "alpha-arm"
+    sub.mkdir(exist_ok=True)
+    table, info = run(dict(config) | {"hold": "alpha"}, sub, progress)
+    shutil.rmtree(sub)
     if not info.get("switched"):
         raise RuntimeError(f"{folder}: the scalar arm never switched, so the placebo has no schedule")
     held = table[table["phase"] == "hold"]
