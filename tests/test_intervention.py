@@ -215,6 +215,63 @@ def test_nonlinear_constraint_follows_ojas_flow_with_the_newton_correction():
         train(ProjectedSolver(AdaptiveGD(dt_max=0.1, c=1e9), po), po, until=Stop(steps=3), progress=False)
 
 
+@pytest.mark.filterwarnings("ignore::eoslib.eigen.EigenConvergenceWarning")
+def test_a_step_the_correction_cannot_repair_is_retaken_shorter():
+    """Oja's flow with three Newton steps allowed: a step of Δt = 0.8 leaves the sphere farther than three steps
+    bring back to 100·eps (the drift is O(Δt²), each Newton step squares it), so ProjectedSolver retakes it with
+    Δt/2, /4, … until one passes, and as the flow slows (‖P∇L‖ falls) longer steps pass again. The run reaches T
+    with every iterate on the sphere, a rejected attempt leaves no trace (the run is, to the bit, the one that
+    takes the accepted Δt sequence directly) and it stays within the Euler error of the exact flow; without
+    halvings the same run is an error."""
+    A, g = spd(seed=1)
+    theta0 = torch.randn(6, generator=g, dtype=F64)
+    ob, T = Quadratic(A, torch.zeros(6, dtype=F64), theta0), 2.0
+    lam, V = torch.linalg.eigh(A)
+    phi = V @ (torch.exp(-lam * T) * (V.T @ theta0))
+    exact = theta0.norm() * phi / phi.norm()
+    po = ProjectedObjective(ob, HalfSquaredNorm(), max_newton=3)
+    r = train(ProjectedSolver(AdaptiveGD(dt_max=0.8, c=1e9), po), po, until=Stop(time=T), progress=False)
+    h = r.table["halvings"].iloc[:-1]
+    assert h.iloc[0] >= 2 and h.iloc[-1] < h.iloc[0] and (r.table["newton"].iloc[:-1] <= 3).all()
+    assert r.table["t"].iloc[-1] == pytest.approx(T, rel=1e-12) and r.table["c_drift"].abs().max() <= po.tol
+    dts = iter(r.table["dt"].iloc[:-1].tolist())
+
+    class Replay(AdaptiveGD):
+        def step(self, objective, theta, dt_cap=None):
+            return super().step(objective, theta, dt_cap=next(dts))
+
+    po = ProjectedObjective(ob, HalfSquaredNorm(), max_newton=3)
+    replay = train(ProjectedSolver(Replay(dt_max=0.8, c=1e9), po, max_halvings=0), po, until=Stop(time=T),
+                   progress=False)
+    assert torch.equal(replay.theta, r.theta)
+    assert float((r.theta - exact).norm()) < 0.05 * float(theta0.norm())  # first order at Δt = 0.2–0.4: 0.033
+    po = ProjectedObjective(ob, HalfSquaredNorm(), max_newton=3)
+    with pytest.raises(ConstraintDriftError, match="after 0 halvings"):
+        train(ProjectedSolver(AdaptiveGD(dt_max=0.8, c=1e9), po, max_halvings=0), po, until=Stop(time=T),
+              progress=False)
+
+
+def test_a_step_that_raises_the_loss_is_retaken_shorter():
+    """L = ½θᵀAθ from θ₀ on A's top eigenvector (λ = 3), a linear constraint orthogonal to it: an Euler step of
+    Δt = 1 multiplies L by (1 − 3Δt)² = 4. ProjectedSolver rejects it and takes Δt = 0.5 (factor 0.25): the loss
+    falls at every step. With no halvings allowed the rise is a LossRoseError before the step is accepted."""
+    from eoslib.training import LossRoseError
+
+    A = torch.diag(torch.tensor([0.5, 1.0, 3.0], dtype=F64))
+    theta0 = torch.tensor([0.0, 0.0, 1.0], dtype=F64)
+    ob, a = Quadratic(A, torch.zeros(3, dtype=F64), theta0), torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    po = ProjectedObjective(ob, Linear(a))
+    r = train(ProjectedSolver(AdaptiveGD(dt_max=1.0, c=1e9), po), po, until=Stop(steps=4), progress=False)
+    assert list(r.table["halvings"].iloc[:-1]) == [1, 1, 1, 1]
+    assert list(r.table["dt"].iloc[:-1]) == [0.5] * 4
+    assert (np.diff(r.table["loss"]) < 0).all()
+    assert r.table["loss"].iloc[-1] == pytest.approx(1.5 * 0.25 ** 4, rel=1e-12)
+    po = ProjectedObjective(ob, Linear(a))
+    with pytest.raises(LossRoseError, match="rose from 1.5 to 6"):
+        train(ProjectedSolver(AdaptiveGD(dt_max=1.0, c=1e9), po, max_halvings=0), po, until=Stop(steps=4),
+              progress=False)
+
+
 def test_projected_objective_delegates_and_refuses_another_objective():
     A, g = spd()
     ob = Quadratic(A, torch.zeros(6, dtype=F64), torch.randn(6, generator=g, dtype=F64))
