@@ -11,23 +11,21 @@ import pytest
 import torch
 from torch.func import jacrev
 
+from conftest import tiny_objective
+
 from eoslib.alignment import alignment_stats
 from eoslib.constraints import random_direction
 from eoslib.experiments import KINDS
 from eoslib.intervention import ChainTerms, PlaceboObjective, ProjectedObjective, ProjectedSolver, constraint
 from eoslib.jacobians import mlp_parts
-from eoslib.models import mlp
 from eoslib.objective import Objective
 from eoslib.solvers import AdaptiveGD
 
 F64 = torch.float64
 
 
-def objective(width=12, depth=5, n=6, d=5, q=3, seed=0, activation="elu") -> Objective:
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=g, dtype=F64)
-    y = torch.randint(0, q, (n,), generator=g)
-    return Objective(mlp(d, width, depth, q, activation=activation, init="default", seed=seed + 1, dtype=F64), X, y)
+def objective(width=12, depth=5, n=6, d=5, q=3, seed=1, activation="elu") -> Objective:
+    return tiny_objective(n=n, d=d, width=width, depth=depth, q=q, activation=activation, seed=seed)
 
 
 def dense_sub_chains(ob: Objective, theta: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,8 @@ import pytest
 import torch
 import yaml
 
+from conftest import tiny_objective
+
 from eoslib.alignment import alignment_functional, alignment_summary
 from eoslib.config import schema as config_schema
 from eoslib.experiments import KINDS
@@ -24,7 +26,6 @@ from eoslib.causal import compare_arms, decomposition, value_at
 from eoslib.experiments.intervention import LAND_RTOL, plan
 from eoslib.intervention import (CONSTRAINTS, ChainTerms, Constraint, ConstraintDriftError, ProjectedObjective,
                                  ProjectedSolver, _krylov_pair, constraint)
-from eoslib.models import mlp
 from eoslib.objective import Objective
 from eoslib.schema import Opt, ParamsError, check
 from eoslib.solvers import AdaptiveGD, RungeKuttaChebyshev
@@ -34,11 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 F64 = torch.float64
 
 
-def mlp_objective(width=40, depth=4, n=10, d=6, q=3, seed=0, activation="elu") -> Objective:
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=g, dtype=F64)
-    y = torch.randint(0, q, (n,), generator=g)
-    return Objective(mlp(d, width, depth, q, activation=activation, init="default", seed=seed + 1, dtype=F64), X, y)
+def mlp_objective(width=40, depth=4, n=10, d=6, q=3, seed=1, activation="elu") -> Objective:
+    return tiny_objective(n=n, d=d, width=width, depth=depth, q=q, activation=activation, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------- the constraints

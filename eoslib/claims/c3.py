@@ -304,8 +304,8 @@ class V4(Criteria):
 
 
 def _r(x) -> float | None:
-    """R of a compare_arms row whose free flow sharpened (None where the arm has no λ there)."""
-    return kept_ratio(x) if x is not None and x.lam_arm is not None and np.isfinite(x.lam_arm) else None
+    """:func:`kept_ratio` of a compare_arms row, or None where there is no row."""
+    return None if x is None else kept_ratio(x)
 
 
 def _arm_points(g: pd.DataFrame) -> dict:
