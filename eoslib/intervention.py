@@ -503,17 +503,22 @@ class ProjectedSolver:
     log‖P₁(xᵢ)‖ has near-kinks where P₁'s top two singular values meet), or (b) end, after the correction,
     above the loss it started from. Either way the step is retaken from θ with half its Δt (``dt_cap``), up to
     ``max_halvings`` times: halving divides the drift by ~4 and the correction's displacement with it, while
-    the descent shrinks only by 2, so a short enough step always passes both. The error is raised only when
-    even Δt/2^max_halvings fails. The loss test is rounding only, 1000·eps·L of the dtype (the train loop's
-    own rise test, :func:`eoslib.training.loss_rise_tolerance`, allows that and more). Steps that pass the
-    first time are exactly the unguarded ones (one extra loss evaluation at the end point).
+    the descent shrinks only by 2, so a short enough step passes both where c is smooth. The error is raised
+    only when even Δt/2^max_halvings fails — except at a **jump** of c (:meth:`step`: measured on the
+    Fashion-MNIST-mini MSE vector arm, a drift of 9.5e-4 in one factor that stayed 9.5e-4 over 32× shorter
+    steps, the correction then raising L by 1e-3 relative), which is accepted and recorded. The loss test is
+    rounding only, 1000·eps·L of the dtype, and replaces the train loop's (:attr:`flow` is False). Steps that
+    pass the first time are exactly the unguarded ones (one extra loss evaluation at the end point).
 
     ``step(objective, θ, dt_cap)`` needs ``objective is projected``; the record is the inner solver's plus
     ``c`` (at θ), ``c_drift`` = c − target at θ, ``c_grad_norm`` = ‖∇c(θ)‖, ``removed`` = (n·g)²/‖g‖² of
     the projection at θ (NaN where the solver took no gradient at θ), ``c_step_drift`` = c − target after the
-    inner step, before the correction, ``newton`` = correction steps and ``halvings`` = times the step was
-    retaken shorter. ``state_dict`` carries the inner solver's state, the constraint's (warm start, cache) and
+    inner step, before the correction, ``newton`` = correction steps, ``halvings`` = times the step was
+    retaken shorter, ``c_jump`` and ``loss_jump`` (an accepted jump's drift and loss rise, else 0). ``state_dict`` carries the inner solver's state, the constraint's (warm start, cache) and
     the target."""
+
+    #: a rise whose step drift at the shortest step is still this fraction of the first step's is a jump of c
+    JUMP_FRACTION = 0.25
 
     def __init__(self, solver, projected: ProjectedObjective, max_halvings: int = 5) -> None:
         self.solver, self.projected, self.max_halvings = solver, projected, max_halvings
@@ -531,20 +536,26 @@ class ProjectedSolver:
 
     @property
     def flow(self) -> bool:
-        """The projected flow θ' = −P∇L is a descent flow too (dL/dt = −‖P∇L‖² ≤ 0) when the inner solver
-        integrates one, so :func:`eoslib.training.train` checks that its loss does not rise."""
-        return bool(getattr(self.solver, "flow", False))
+        """False: :func:`eoslib.training.train`'s loss-rise test is off for the projected flow, because this
+        solver applies its own to every step (:meth:`step`), which knows the correction and its jumps."""
+        return False
 
-    def _loss_rose(self, loss0: float, theta_next: Tensor) -> str | None:
-        """Why the corrected end point is rejected for its loss (None: accepted, or not a flow)."""
-        if not self.flow:
-            return None
-        loss1 = float(self.projected.loss(theta_next))
-        if loss1 > loss0 + 1000 * torch.finfo(self.projected.dtype).eps * abs(loss0):
-            return f"the loss rose from {loss0:.10g} to {loss1:.10g} over the corrected step"
-        return None
+    def _rise(self, loss0: float, theta_next: Tensor) -> float:
+        """L(θ_next) − L(θ) where it exceeds rounding (1000·eps·L of the dtype), else 0; always 0 when the
+        inner solver does not integrate a flow (plain GD at a fixed η may raise the loss)."""
+        if not getattr(self.solver, "flow", False):
+            return 0.0
+        rise = float(self.projected.loss(theta_next)) - loss0
+        return rise if rise > 1000 * torch.finfo(self.projected.dtype).eps * abs(loss0) else 0.0
 
     def step(self, objective, theta: Tensor, dt_cap: float | None = None) -> tuple[Tensor, dict]:
+        """One inner step and its correction, retaken with half the Δt while the correction fails or the loss
+        rises (class docstring). A rise that survives every halving while the step drift of c does not shrink
+        (|c_step_drift| at the shortest step ≥ ``JUMP_FRACTION`` of the first's, where a smooth c's O(Δt²)
+        drift would have fallen 4^max_halvings-fold) is a **jump**: c is discontinuous there (a factor aₖ is
+        defined through a top singular vector, which swaps where two singular values cross), so holding it
+        moves θ by a finite amount whatever the step. The shortest step is then accepted and recorded
+        (``c_jump`` = its drift, ``loss_jump`` = the rise; both 0 otherwise); any other failure is raised."""
         from .training import LossRoseError
 
         if objective is not self.projected:
@@ -556,7 +567,7 @@ class ProjectedSolver:
         t = self._time_of(theta)
         if hasattr(pr, "clock"):  # a placebo reads its schedule at the step's start time
             pr.clock = t
-        cap = dt_cap
+        cap, drifts, rise = dt_cap, [], 0.0
         for halvings in range(self.max_halvings + 1):
             theta_next, rec = self.solver.step(pr, theta, dt_cap=cap)
             try:
@@ -564,18 +575,25 @@ class ProjectedSolver:
             except ConstraintDriftError as e:
                 failure: Exception | None = e
             else:
-                why = self._loss_rose(rec["loss"], theta_next)
-                failure = None if why is None else LossRoseError(
-                    f"{why} (Δt = {rec['dt']:.4g}); take smaller solver steps (lower dt_max or c)")
+                drifts.append(abs(corr["c_step_drift"]))
+                rise = self._rise(rec["loss"], theta_next)
+                failure = None if not rise else LossRoseError(
+                    f"the loss rose by {rise:.3g} (from {rec['loss']:.10g}) over the corrected step "
+                    f"(Δt = {rec['dt']:.4g}, c − target before the correction {corr['c_step_drift']:.3g}); "
+                    "take smaller solver steps (lower dt_max or c)")
             if failure is None:
                 break
             cap = rec["dt"] / 2
         else:
-            raise type(failure)(f"{failure} — after {self.max_halvings} halvings of the step (Δt = {rec['dt']:.4g})")
+            jump = (isinstance(failure, LossRoseError) and self.max_halvings >= 3 and len(drifts) == halvings + 1
+                    and drifts[-1] >= self.JUMP_FRACTION * drifts[0] > 0)
+            if not jump:
+                raise type(failure)(f"{failure} — after {self.max_halvings} halvings of the step")
+        jumped = {"c_jump": corr["c_step_drift"] if rise else 0.0, "loss_jump": rise}
         at = pr.logged(theta)
         if at is None:  # the solver took no gradient at θ: c and ∇c from the constraint, no removed fraction
             at = pr.describe(theta)
-        rec = dict(rec) | at | corr | {"halvings": halvings}
+        rec = dict(rec) | at | corr | {"halvings": halvings} | jumped
         self._last = (theta, t, theta_next, t + rec["dt"])
         return theta_next, rec
 

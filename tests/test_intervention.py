@@ -265,8 +265,45 @@ def test_a_step_that_raises_the_loss_is_retaken_shorter():
     assert (np.diff(r.table["loss"]) < 0).all()
     assert r.table["loss"].iloc[-1] == pytest.approx(1.5 * 0.25 ** 4, rel=1e-12)
     po = ProjectedObjective(ob, Linear(a))
-    with pytest.raises(LossRoseError, match="rose from 1.5 to 6"):
+    with pytest.raises(LossRoseError, match=r"rose by 4.5 \(from 1.5\)"):
         train(ProjectedSolver(AdaptiveGD(dt_max=1.0, c=1e9), po, max_halvings=0), po, until=Stop(steps=4),
+              progress=False)
+
+
+class Stepped:
+    """c(θ) = θ₀ + s·[θ₁ > 0]: discontinuous across θ₁ = 0, ∇c = e₀ on both sides."""
+
+    def __init__(self, s):
+        self.s = s
+
+    def value_and_grad(self, th):
+        e0 = torch.zeros_like(th)
+        e0[0] = 1.0
+        return float(th[0]) + (self.s if float(th[1]) > 0 else 0.0), e0
+
+
+def test_a_jump_of_the_constraint_is_crossed_and_recorded():
+    """L = ½(θ₀² + (θ₁ − 1)²) from (1, −0.2) with c = θ₀ + s·[θ₁ > 0], s = −0.5, held: the projected flow is
+    θ₁ → 1 at fixed θ₀ until θ₁ crosses 0, where c jumps by s whatever the step, so holding it moves θ₀ to
+    1 − s = 1.5 and raises L by ½(1.5² − 1) = 0.625 (more than any step descends). ProjectedSolver halves
+    the steps that cross (θ₁ creeps up to 0 meanwhile) until a step of Δt/32 crosses too, sees the drift stay s, accepts it as a jump (c_jump = s, loss_jump = the rise, at exactly one step) and goes on; with
+    fewer than 3 halvings allowed the same rise is an error. A smooth rise (the quadratic above) is never a jump."""
+    from eoslib.training import LossRoseError
+
+    A = torch.eye(2, dtype=F64)
+    ob = Quadratic(A, torch.tensor([0.0, 1.0], dtype=F64), torch.tensor([1.0, -0.2], dtype=F64))
+    po = ProjectedObjective(ob, Stepped(-0.5))
+    r = train(ProjectedSolver(AdaptiveGD(dt_max=0.1, c=1e9), po), po, until=Stop(time=3.0), progress=False)
+    jumps = r.table[r.table["loss_jump"] > 0]
+    assert len(jumps) == 1 and jumps["halvings"].iloc[0] == 5
+    assert jumps["c_jump"].iloc[0] == pytest.approx(-0.5, rel=1e-12)
+    # the rise: ½(1.5² − 1) in θ₀, less the descent of the Δt/32 step in θ₁ (≈ 0.003·1², < 1 % of it)
+    assert jumps["loss_jump"].iloc[0] == pytest.approx(0.625, rel=1e-2)
+    assert float(r.theta[0]) == pytest.approx(1.5, rel=1e-12) and float(r.theta[1]) > 0.9
+    assert r.table["c_drift"].abs().max() <= po.tol
+    po = ProjectedObjective(ob, Stepped(-0.5))
+    with pytest.raises(LossRoseError, match="after 2 halvings"):
+        train(ProjectedSolver(AdaptiveGD(dt_max=0.1, c=1e9), po, max_halvings=2), po, until=Stop(time=3.0),
               progress=False)
 
 

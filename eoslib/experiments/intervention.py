@@ -30,7 +30,9 @@ free run has them) the :class:`~eoslib.measurement.Measurement` columns (eigen-s
 ``curvature``, alignment measures on the probe), at every iterate the chain-gain
 decomposition ``abar`` (ᾱ), ``log_alpha_mean``, ``log_norms_mean``, ``log_chain_mean`` (mean log‖P₁‖ = mean
 log α + mean Σₖ log‖Jᵏ‖), ``phase`` (``free`` | ``hold``), and in the held phase the projection's ``c``,
-``c_drift``, ``c_grad_norm``, ``removed`` (fraction of ‖∇L‖² projected out), ``c_step_drift``, ``newton``;
+``c_drift``, ``c_grad_norm``, ``removed`` (fraction of ‖∇L‖² projected out), ``c_step_drift``, ``newton``,
+``halvings``, ``c_jump``, ``loss_jump`` (:class:`~eoslib.intervention.ProjectedSolver`: steps retaken shorter, and
+the jumps of a discontinuous c crossed; ``summary.json``'s ``jumps`` counts them and sums their loss rises);
 ``abar_gap`` = ᾱ/alpha_mean − 1 at measured rows.
 
 Runs ``intervene/<setting>/seed<s>/free``, ``…/taylor`` and ``intervene/<setting>/seed<s>/a<α*>-<hold>``, one stage
@@ -337,6 +339,10 @@ def summarize(table: pd.DataFrame, config: Mapping) -> dict:
                                  "max": float(held[k].max() - held[k].iloc[0])} for k in keys}
         out["hold_drift"]["c_abs_max"] = _float(held["c_drift"].abs().max()) if "c_drift" in held else None
         out["removed_mean"] = _float(held["removed"].mean()) if "removed" in held else None
+        if "loss_jump" in held:  # jumps of a discontinuous c crossed by the projected flow (ProjectedSolver)
+            jumped = held["loss_jump"].fillna(0) > 0
+            out["jumps"] = {"count": int(jumped.sum()), "loss_rise": float(held.loc[jumped, "loss_jump"].sum()),
+                            "halvings": int(held["halvings"].fillna(0).sum())}
     return out
 
 
