@@ -114,3 +114,12 @@ def test_mechanism_and_horse_race_are_reported(tmp_path, p):
     assert m["sharpening_without_layers"] and "sharpening occurs without layers" in r["summary"]
     assert set(m["horse_race"]["pooled"]) >= {"none", "norms", "time", "input_gain", "output_norm", "all"}
     assert 0 <= m["horse_race"]["pooled"]["norms"]["delta_r2"] <= 1
+
+
+def test_held_jumps_lists_the_arm_runs_that_crossed_one():
+    from eoslib.claims.c3 import held_jumps
+
+    j = {"count": 2, "loss_rise": 1e-3, "halvings": 40}
+    runs = {"a": (None, {"jumps": j}), "b": (None, {"jumps": {"count": 0, "loss_rise": 0.0, "halvings": 3}}),
+            "c": (None, {})}
+    assert held_jumps(runs) == {"a": j}
