@@ -123,3 +123,23 @@ def test_held_jumps_lists_the_arm_runs_that_crossed_one():
     runs = {"a": (None, {"jumps": j}), "b": (None, {"jumps": {"count": 0, "loss_rise": 0.0, "halvings": 3}}),
             "c": (None, {})}
     assert held_jumps(runs) == {"a": j}
+
+
+def test_jumps_are_reported_beside_the_verdict_not_judged(tmp_path):
+    """The ledger row carries the jumps under ``reported`` and in its summary; a claim's report is outside every
+    version's lock (claims-lock --check passes with it), and nothing is added when no arm crossed a jump."""
+    import json
+
+    from eoslib.claims.c3 import CLAIM, jumps_report
+    from eoslib.claims.ledger import with_report
+
+    assert jumps_report({}, tmp_path) == ({}, "")
+    d = tmp_path / "runs" / "intervene" / "s" / "seed0" / "a0.2-vector"
+    d.mkdir(parents=True)
+    (d / "trajectory.csv").write_text("t,loss\n0,1\n")
+    (d / "summary.json").write_text(json.dumps({"jumps": {"count": 3, "loss_rise": 2e-3, "halvings": 15}}))
+    row = with_report({"verdict": "holds", "summary": "S"}, CLAIM, {}, tmp_path)
+    assert row["reported"] == {"jumps": {"intervene/s/seed0/a0.2-vector": {"count": 3, "loss_rise": 2e-3,
+                                                                           "halvings": 15}}}
+    assert row["verdict"] == "holds" and row["summary"].startswith("S; the held constraint jumped")
+    assert "3 times in 1 arm runs" in row["summary"]

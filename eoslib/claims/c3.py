@@ -20,11 +20,29 @@ from .framework import HOLDS, PARTLY, TEST_INVALID, Claim, Criteria, NotMeasured
 from .runs import per_traj_run
 from .stats import comovement, spearman
 
+def held_jumps(runs: Mapping) -> dict:
+    """Arm run → its ``jumps`` (summary.json: jumps of a discontinuous held c that the projected flow crossed,
+    :class:`~eoslib.intervention.ProjectedSolver`; count, summed loss rise, halvings), for the runs with any."""
+    return {name: s["jumps"] for name, (_, s) in runs.items() if (s.get("jumps") or {}).get("count")}
+
+
+def jumps_report(params: Mapping, root: Path) -> tuple[dict, str]:
+    """C3's report beside its verdict (not judged): the jumps of the held constraints that the intervention arms
+    crossed (:func:`held_jumps`) and a sentence with their count and the largest loss rise of one run."""
+    jumps = held_jumps(load_runs(root))
+    if not jumps:
+        return {}, ""
+    return {"jumps": jumps}, (
+        f"the held constraint jumped (a singular vector swap) {sum(j['count'] for j in jumps.values())} times in "
+        f"{len(jumps)} arm runs, raising the loss by ≤ {max(j['loss_rise'] for j in jumps.values()):.2g} per run")
+
+
 CLAIM = Claim("C3", statement="The rise in sharpness is caused by the layerwise Jacobians becoming aligned (v1 tests "
                               "co-movement; v2 and later the cause, by holding ᾱ fixed).", notebook="05_alignment",
               # v1 judges the traj runs (its across-sweep ρ on the end points is reported, not judged); v2, v3 the
               # intervention runs
-              reads={1: ("traj",), 2: ("intervene",), 3: ("intervene",), 4: ("intervene",)})
+              reads={1: ("traj",), 2: ("intervene",), 3: ("intervene",), 4: ("intervene",)},
+              report=jumps_report)
 
 
 @dataclass(frozen=True)
@@ -389,17 +407,10 @@ def judge_v4(params: dict, root: Path, c: V4, fits: dict | None = None) -> dict:
     race = _horse_race_summary(runs)
     mech = mechanism(runs)
     measured = {"units": per, "test_invalid": invalid, "not_measurable": unmeasurable, "decomposition": decomp,
-                "horse_race": race, "mechanism": mech, "jumps": held_jumps(runs),
+                "horse_race": race, "mechanism": mech,
                 "sharpening_without_layers": bool(mech) and any(
                     (m.get("sharpening") or 0) >= c.min_mechanism_sharpening for m in mech.values())}
     return {"verdict": verdict, "measured": measured, "summary": _v4_summary(per, measured, c)}
-
-
-def held_jumps(runs: Mapping) -> dict:
-    """Arm run → its ``jumps`` (summary.json: jumps of a discontinuous held c that the projected flow crossed,
-    :class:`~eoslib.intervention.ProjectedSolver`; count, summed loss rise, halvings), for the runs with any;
-    reported beside the verdict, not judged."""
-    return {name: s["jumps"] for name, (_, s) in runs.items() if (s.get("jumps") or {}).get("count")}
 
 
 def _span(vals: list) -> str:
@@ -435,11 +446,6 @@ def _v4_summary(per: dict, m: dict, c: V4) -> str:
             + ", ".join(f"{b} {v['delta_r2']:.3f} [{_span(list(runs_.get(b, {}).values()))}]"
                         for b, v in hr.items() if b != "none") + (
             f" (alone R² {hr['none']['delta_r2']:.2f})" if "none" in hr else "")
-    jumps = m.get("jumps") or {}
-    if jumps:
-        out += (f"; the held constraint jumped (a singular vector swap) {sum(j['count'] for j in jumps.values())} "
-                f"times in {len(jumps)} arm runs, raising the loss by ≤ {max(j['loss_rise'] for j in jumps.values()):.2g} "
-                "per run")
     mech = m["mechanism"]
     if mech:
         sh = [v.get("sharpening") for v in mech.values()]

@@ -96,13 +96,17 @@ class Claim:
     ``versions``: criteria version number → :class:`Version`, and ``reads``: the stored tables its verdict rests on
     (result kinds of :func:`eoslib.claims.certificates.failures`: a run kind such as ``"traj"``, ``"endpoints"``,
     or ``"endpoints:<kind>"``), one tuple for every version or a mapping version → tuple. ``reads`` is not part of
-    a version's lock: it names where the numbers come from, not how they are judged."""
+    a version's lock: it names where the numbers come from, not how they are judged. ``report``, optional:
+    ``report(params, root) -> (numbers, sentence)``, facts about the runs that the ledger shows beside the latest
+    version's verdict (``reported`` in claims.json, the sentence appended to the summary) — never judged, so not
+    part of any version's lock either, and free to grow after a version was registered."""
 
     key: str
     statement: str
     notebook: str
     versions: dict[int, Version] = field(default_factory=dict)
     reads: tuple[str, ...] | Mapping[int, tuple[str, ...]] = ()
+    report: Callable[[Mapping, Path], tuple[dict, str]] | None = None
 
     def reads_of(self, number: int) -> tuple[str, ...]:
         """The result kinds criteria version ``number``'s judge reads (() when the claim names none for it)."""

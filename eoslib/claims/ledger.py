@@ -103,6 +103,15 @@ def judge_claim(key: str, params: dict, root: str | Path, fits: dict | None, ver
     return certify(out | {"criteria_version": v}, CLAIMS[key], root)
 
 
+def with_report(row: dict, claim: Claim, params: dict, root: Path) -> dict:
+    """``row`` with the claim's :attr:`~.framework.Claim.report` beside its verdict: ``reported`` (the numbers)
+    and the report's sentence appended to the summary (nothing when there is nothing to report)."""
+    numbers, sentence = claim.report(params, root)
+    if not numbers:
+        return row
+    return row | {"reported": numbers, "summary": f"{row['summary']}; {sentence}" if sentence else row["summary"]}
+
+
 #: the fields :func:`certify` adds to a judged row (an earlier version's row keeps them too)
 CERTIFICATE_FIELDS = ("verdict_if_certified", "certificates")
 
@@ -124,6 +133,8 @@ def build_claims(params: dict, root: str | Path = ".") -> dict:
         if not versions:  # not part of this profile's ledger
             continue
         row = judge_claim(key, params, root, fits)
+        if c.report is not None:
+            row = with_report(row, c, params, root)
         earlier = {f"v{v}": judge_claim(key, params, root, fits, v) for v in versions[:-1]}
         nb = c.notebook
         rows[key] = {"claim": key, "statement": c.statement} | row | {
