@@ -395,7 +395,7 @@ class ProjectedObjective:
 
         c, gc = self._constraint(theta)
         A = gc.reshape(-1, g.shape[0])
-        tp = project_tangent(g, list(A))
+        tp = project_tangent(g, A.T)  # P × m: a view of the m contiguous gradient rows
         scalar = not isinstance(c, Tensor)
         self.log.append((theta, {"c": float(c) if scalar else float("nan"), "c_drift": self._drift(c),
                                  "c_grad_norm": float(A.double().norm(dim=1).min()), "removed": tp.removed,

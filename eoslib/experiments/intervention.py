@@ -192,8 +192,10 @@ def switch_event(terms, alpha_star: float):
     return Event("switch", lambda th: terms.evaluate(th).terms.summary()["abar"], alpha_star, LAND_RTOL)
 
 
-def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]:
-    """The free run, or an arm: the free flow to the switch (saved in ``phase1.pt``), then the projected flow."""
+def run(config: dict, folder: Path, progress: bool, measure: bool = True) -> tuple[pd.DataFrame, dict]:
+    """The free run, or an arm: the free flow to the switch (saved in ``phase1.pt``), then the projected flow.
+    ``measure=False`` leaves out the :class:`~eoslib.measurement.Measurement` columns (a read-only hook: the flow
+    and its chain columns are the same bits), for the placebo's in-process scalar arm (:func:`alpha_schedule`)."""
     import torch
 
     from ..alignment import probe_subset
@@ -213,7 +215,7 @@ def run(config: dict, folder: Path, progress: bool) -> tuple[pd.DataFrame, dict]
                        extended=config["hold"] == "vector")
     ops = tuple(config["curvature"])
     measured = ChainHook(terms, Measurement(every=config["measure_every"], probe=config["probe"], seed=config["seed"],
-                                            operators=ops, shares="ggn" in ops))
+                                            operators=ops, shares="ggn" in ops) if measure else None)
     hooks = [measured]
     hold, a_star = config["hold"], config["alpha_star"]
     if hold is None:
@@ -278,12 +280,15 @@ def alpha_schedule(config: Mapping, folder: Path, progress: bool = False) -> tup
     """(τ, ρ): the scalar arm's removed fraction of ‖∇L‖² (column ``removed``) against the flow time since its
     switch τ, for the placebo of the same setting, seed and α*: the scalar arm itself, run here (deterministic: the
     same bits as its own run ``a<α*>-alpha``) in a subfolder that is removed afterwards — so the placebo depends
-    neither on the order in which the stage's runs finish nor on the orchestration code."""
+    neither on the order in which the stage's runs finish nor on the orchestration code. The free flow to the
+    switch is the same for every arm of a (setting, seed, α*): the scalar arm resumes from the placebo's
+    ``phase1.pt``, and runs without the Measurement hook (only ``removed`` is read)."""
     import shutil
 
     sub = folder / "alpha-arm"
     sub.mkdir(exist_ok=True)
-    table, info = run(dict(config) | {"hold": "alpha"}, sub, progress)
+    shutil.copyfile(folder / "phase1.pt", sub / "phase1.pt")
+    table, info = run(dict(config) | {"hold": "alpha"}, sub, progress, measure=False)
     shutil.rmtree(sub)
     if not info.get("switched"):
         raise RuntimeError(f"{folder}: the scalar arm never switched, so the placebo has no schedule")
