@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .paths import VALIDATED_PARAMS
+from .provenance import run_id
 from .run import StageFailed, execute_run, run_finished
 
 
@@ -17,14 +18,24 @@ def plan_file(root: str | Path, stage: str) -> Path:
     return Path(root) / "runs" / "_plan" / f"{stage}.json"
 
 
+def recorded_costs(root: str | Path) -> dict[str, float]:
+    """Run name → CPU seconds of its last finished generation (the profile's ``metrics/run_costs.json``, written by
+    its ``costs`` stage); empty when the profile has none yet."""
+    f = Path(root) / "metrics" / "run_costs.json"
+    return {r["run"]: float(r["cpu_seconds"]) for r in json.loads(f.read_text())["runs"]} if f.exists() else {}
+
+
 def stage_items(stage: str, root: str | Path) -> tuple[dict, list[tuple[str, dict]]]:
-    """The planned stage and its runs, most expensive first (largest N; for GD the smallest η), so parallel
-    workers finish together."""
+    """The planned stage and its runs, most expensive first so that parallel workers finish together: largest N,
+    then the CPU seconds the run took last time (:func:`recorded_costs`; a run never recorded counts as the most
+    expensive), then for GD the smallest η, then plan order."""
     f = plan_file(root, stage)
     if not f.exists():
         raise FileNotFoundError(f"no planned stage {stage!r} ({f} missing); run `python -m eoslib check-params`")
     st = json.loads(f.read_text())
-    items = sorted(st["runs"].items(), key=lambda it: (-it[1]["n"], (it[1].get("solver") or {}).get("lr", 0.0), it[0]))
+    cost = recorded_costs(root)
+    items = sorted(st["runs"].items(), key=lambda it: (-it[1]["n"], -cost.get(it[0], float("inf")),
+                                                        (it[1].get("solver") or {}).get("lr", 0.0)))
     return st, items
 
 
@@ -59,7 +70,24 @@ def execute_stage(stage: str, root: str | Path = ".", executor=None, progress: b
     todo = [(n, c) for n, c in items if not run_finished(n, c, root)]
     print(f"{stage}: {len(items) - len(todo)} of {len(items)} runs finished, {len(todo)} to run", flush=True)
     if todo:
-        (executor or build_executor(None)).run(todo, Path(root), progress=progress)
+        before = {n: run_id(c) for n, c in todo}
+        try:
+            (executor or build_executor(None)).run(todo, Path(root), progress=progress)
+        finally:
+            _code_unchanged(stage, todo, before, Path(root))
+
+
+def _code_unchanged(stage: str, todo: list[tuple[str, dict]], before: dict[str, str], root: Path) -> None:
+    """Raise :class:`StageFailed` when the code or data of a run changed while the stage ran, after removing those
+    runs' folders: a worker may have imported the old code and recorded the new code's id (a result relabelled),
+    and DVC would lock the stage under the new files. The next run of the stage redoes them."""
+    changed = [n for n, c in todo if run_id(c) != before[n]]
+    if not changed:
+        return
+    for n in changed:
+        shutil.rmtree(root / "runs" / n, ignore_errors=True)
+    raise StageFailed(f"{stage}: the code or data of {len(changed)} runs changed while the stage ran (e.g. "
+                      f"{changed[0]}); their folders were removed — run the stage again")
 
 
 def planned_config(name: str, root: str | Path) -> dict:

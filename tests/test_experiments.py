@@ -174,3 +174,22 @@ def test_stage_items_orders_runs_without_a_single_solver(tmp_path):
         "cost/a/seed0": {"n": 8, "solvers": []}, "cost/a/seed1": {"n": 16, "solvers": []}}}))
     _, items = stage_items("cost", tmp_path)
     assert [n for n, _ in items] == ["cost/a/seed1", "cost/a/seed0"]
+
+
+def test_stage_items_put_the_runs_that_cost_most_last_time_first(tmp_path):
+    """Within one N, the CPU seconds of the last generation (metrics/run_costs.json) order the runs, longest first
+    (a run never recorded first of all), so that the slowest runs do not start last; then plan order."""
+    import json
+
+    from eoslib.execute import stage_items
+
+    d = tmp_path / "runs" / "_plan"
+    d.mkdir(parents=True)
+    runs = {f"iv/{k}": {"n": 256} for k in ("a", "b", "c", "new", "d")}
+    (d / "iv.json").write_text(json.dumps({"kind": "intervene", "dir": "runs/iv", "runs": runs}))
+    assert [n for n, _ in stage_items("iv", tmp_path)[1]] == list(runs)  # nothing recorded: plan order
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "run_costs.json").write_text(json.dumps({"runs": [
+        {"run": "iv/a", "cpu_seconds": 10.0}, {"run": "iv/b", "cpu_seconds": 300.0},
+        {"run": "iv/c", "cpu_seconds": 20.0}, {"run": "iv/d", "cpu_seconds": 20.0}]}))
+    assert [n for n, _ in stage_items("iv", tmp_path)[1]] == ["iv/new", "iv/b", "iv/c", "iv/d", "iv/a"]

@@ -266,3 +266,32 @@ def test_plotting_reruns_only_the_notebooks(ws):
 def test_restored_files_leave_the_workspace_up_to_date(ws):
     """Runs last: every edit above was undone byte for byte, and DVC agrees."""
     assert ws.stale() == {}
+
+
+def test_a_stage_whose_code_changes_while_it_runs_fails_and_drops_those_runs(tmp_path, monkeypatch):
+    """A run may import the old code and record the new code's id; DVC would lock the stage under the new files.
+    So when a run's id changes between the start and the end of its stage, the stage fails and that run's folder
+    goes (the next call redoes it), while a run whose code did not change is kept."""
+    import eoslib.execute as ex
+
+    plan = tmp_path / "runs" / "_plan"
+    plan.mkdir(parents=True)
+    runs = {"x/a": {"n": 1, "k": "a"}, "x/b": {"n": 1, "k": "b"}}
+    (plan / "x.json").write_text(json.dumps({"dir": "runs/x", "runs": runs}))
+    edited = {"done": False}
+    monkeypatch.setattr(ex, "run_finished", lambda *a: False)
+    monkeypatch.setattr(ex, "run_id", lambda c: "new" if edited["done"] and c["k"] == "a" else "old")
+
+    class Editing:  # runs both, and "edits the code of x/a" meanwhile
+        def run(self, items, root, progress=False):
+            for n, _ in items:
+                (root / "runs" / n).mkdir(parents=True)
+            edited["done"] = True
+
+    with pytest.raises(ex.StageFailed, match="code or data of 1 runs changed while the stage ran"):
+        ex.execute_stage("x", tmp_path, executor=Editing())
+    assert not (tmp_path / "runs" / "x" / "a").exists() and (tmp_path / "runs" / "x" / "b").exists()
+    monkeypatch.setattr(ex, "run_id", lambda c: "old")  # unchanged code: no error
+    shutil.rmtree(tmp_path / "runs" / "x")
+    ex.execute_stage("x", tmp_path, executor=Editing())
+    assert (tmp_path / "runs" / "x" / "a").exists()
