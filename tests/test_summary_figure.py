@@ -23,7 +23,7 @@ def test_summary_figure_draws_from_committed_metrics(tmp_path):
 def test_c4_table_labels_its_columns(capsys):
     assert _script("c4_table").main(["default"]) == 0
     text = capsys.readouterr().out
-    assert "ΔAICc (pow − sat" in text and "mean of per-seed slopes" in text and "| default | " in text
+    assert "ΔAICc (pow − sat" in text and "mean of per-seed slopes" in text and "| default (v2) | " in text
 
 
 def test_ledger_table_marks_every_version(capsys):
