@@ -143,3 +143,20 @@ def test_jumps_are_reported_beside_the_verdict_not_judged(tmp_path):
                                                                            "halvings": 15}}}
     assert row["verdict"] == "holds" and row["summary"].startswith("S; the held constraint jumped")
     assert "3 times in 1 arm runs" in row["summary"]
+
+
+def test_the_free_flow_decomposition_keeps_every_setting_apart():
+    """Regression: keyed by seed alone, the three settings of the causal profile overwrote one another."""
+    import pandas as pd
+
+    from eoslib.claims.c3 import free_flow_decomposition
+
+    def free(a):  # Δ log‖P₁‖ = 3a, of which Δ log ᾱ = 2a
+        return pd.DataFrame({"t": [0.0, 1.0], "loss": [1.0, 0.1], "log_chain_mean": [0.0, 3 * a],
+                             "log_alpha_mean": [0.0, 2 * a], "log_norms_mean": [0.0, a]}), {"arm": "free"}
+
+    runs = {"intervene/s1/seed0/free": free(1.0), "intervene/s2/seed0/free": free(2.0),
+            "intervene/s1/seed0/a0.2-alpha": (None, {"arm": "alpha"})}
+    d = free_flow_decomposition(runs)
+    assert set(d) == {"s1/seed0", "s2/seed0"}
+    assert d["s2/seed0"]["chain"] == 6.0 and abs(d["s1/seed0"]["alignment_share"] - 2 / 3) < 1e-12

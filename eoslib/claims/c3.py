@@ -117,14 +117,14 @@ def kept_ratio(x) -> float | None:
 
 def free_flow_decomposition(runs: Mapping) -> dict:
     """The chain-gain decomposition Δlog‖P₁‖ = Δlog ᾱ + ΔΣₖ log‖Jᵏ‖ at the end of each free flow, with the
-    alignment share Δlog ᾱ / Δlog‖P₁‖ (reported, not judged)."""
+    alignment share Δlog ᾱ / Δlog‖P₁‖ (reported, not judged); keyed ``<setting>/seed<s>``."""
     decomp = {}
     for name, (tab, summ) in runs.items():
         if summ.get("arm") == "free" and {"log_chain_mean", "log_alpha_mean", "log_norms_mean"} <= set(tab):
             d = decomposition(tab)
             if len(d):
                 last = d.iloc[-1]
-                decomp[name.split("/", 2)[2].rsplit("/", 1)[0]] = {
+                decomp[name.removeprefix("intervene/").rsplit("/", 1)[0]] = {
                     "chain": float(last.chain), "alignment": float(last.alignment), "norms": float(last.norms),
                     "alignment_share": float(last.alignment / last.chain) if last.chain else None}
     return decomp
