@@ -142,7 +142,7 @@ def test_jumps_are_reported_beside_the_verdict_not_judged(tmp_path):
     assert row["reported"] == {"jumps": {"intervene/s/seed0/a0.2-vector": {"count": 3, "loss_rise": 2e-3,
                                                                            "halvings": 15}}}
     assert row["verdict"] == "holds" and row["summary"].startswith("S; the held constraint jumped")
-    assert "3 times in 1 arm runs" in row["summary"]
+    assert "3 times in 1 arm run," in row["summary"]
 
 
 def test_the_free_flow_decomposition_keeps_every_setting_apart():

@@ -34,7 +34,8 @@ def jumps_report(params: Mapping, root: Path) -> tuple[dict, str]:
         return {}, ""
     return {"jumps": jumps}, (
         f"the held constraint jumped (a singular vector swap) {sum(j['count'] for j in jumps.values())} times in "
-        f"{len(jumps)} arm runs, raising the loss by ≤ {max(j['loss_rise'] for j in jumps.values()):.2g} per run")
+        f"{len(jumps)} arm run{'s' if len(jumps) > 1 else ''}, raising the loss by ≤ "
+        f"{max(j['loss_rise'] for j in jumps.values()):.2g} per run")
 
 
 CLAIM = Claim("C3", statement="The rise in sharpness is caused by the layerwise Jacobians becoming aligned (v1 tests "
