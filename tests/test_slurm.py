@@ -287,7 +287,10 @@ def test_cli_submits_and_a_restarted_stage_waits_for_its_job(cluster, gd_config,
     too; the run's config then changes, and a third cancels the job (it runs the old config) and submits the
     run again; a fourth finds the run finished."""
     write_params(tmp_path, {"executor": {"kind": "slurm", "time": 10, "poll": POLL}})
-    old, new = make_config(gd_config, steps=4000, seed=3), make_config(gd_config, steps=100, seed=4)
+    # the old config must still be running when the third process starts: 4000 steps (~10 s) were not always
+    # enough while other jobs loaded the 2 cores (it finished first and nothing was left to cancel); the job is
+    # cancelled by the test, and its Slurm time limit (10 min) bounds it if the test fails before that
+    old, new = make_config(gd_config, steps=400_000, seed=3), make_config(gd_config, steps=100, seed=4)
     write_stage(tmp_path, "d", {"d/run": old})
     cmd = [sys.executable, "-m", "eoslib", "train", "--stage", "d", "--root", str(tmp_path)]
     jid = start_until(cmd, "submitted as Slurm job").split()[-1]
