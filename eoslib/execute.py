@@ -78,15 +78,16 @@ def execute_stage(stage: str, root: str | Path = ".", executor=None, progress: b
 
 
 def _code_unchanged(stage: str, todo: list[tuple[str, dict]], before: dict[str, str], root: Path) -> None:
-    """Raise :class:`StageFailed` when the code or data of a run changed while the stage ran, after removing those
-    runs' folders: a worker may have imported the old code and recorded the new code's id (a result relabelled),
-    and DVC would lock the stage under the new files. The next run of the stage redoes them."""
+    """Raise :class:`StageFailed` when the code of a run changed while the stage ran, after removing those runs'
+    folders: a worker may have imported the old code and recorded the new code's id (a result relabelled), and DVC
+    would lock the stage under the new files. The next run of the stage redoes them. Data edited mid-stage is not
+    seen here: :func:`eoslib.data.content_hash` is computed once per process."""
     changed = [n for n, c in todo if run_id(c) != before[n]]
     if not changed:
         return
     for n in changed:
         shutil.rmtree(root / "runs" / n, ignore_errors=True)
-    raise StageFailed(f"{stage}: the code or data of {len(changed)} runs changed while the stage ran (e.g. "
+    raise StageFailed(f"{stage}: the code of {len(changed)} runs changed while the stage ran (e.g. "
                       f"{changed[0]}); their folders were removed — run the stage again")
 
 

@@ -288,7 +288,7 @@ def test_a_stage_whose_code_changes_while_it_runs_fails_and_drops_those_runs(tmp
                 (root / "runs" / n).mkdir(parents=True)
             edited["done"] = True
 
-    with pytest.raises(ex.StageFailed, match="code or data of 1 runs changed while the stage ran"):
+    with pytest.raises(ex.StageFailed, match="the code of 1 runs changed while the stage ran"):
         ex.execute_stage("x", tmp_path, executor=Editing())
     assert not (tmp_path / "runs" / "x" / "a").exists() and (tmp_path / "runs" / "x" / "b").exists()
     monkeypatch.setattr(ex, "run_id", lambda c: "old")  # unchanged code: no error
