@@ -128,7 +128,8 @@ def tiny(hold, alpha_star=None) -> dict:
             "n": 24, "seed": 0, "model": {"width": 16, "depth": 4, "init": "default", "dtype": "float64"},
             "threads": 1, "loss_threshold": 0.3, "device": "cpu", "solver": {"name": "agd", "dt_max": 0.5, "c": 1.0},
             "probe": 12, "measure_every": 5, "max_steps": 400, "time": 40.0, "levels": [0.5, 1.0],
-            "curvature": ["hessian"], "checkpoint_every": 50, "hold": hold, "alpha_star": alpha_star}
+            "curvature": ["hessian"], "checkpoint_every": 50, "check_every": 10, "hold": hold,
+            "alpha_star": alpha_star}
 
 
 @pytest.mark.parametrize("hold", ["vector", "chain", "placebo"])

@@ -282,6 +282,34 @@ def test_the_held_alpha_is_checked_against_the_measured_one():
         bad(ob, ob.theta0, step=3, t=0.1, final=False)
 
 
+def test_an_arm_checks_its_held_alpha_cold_every_check_every_steps():
+    # An arm's measurement solves only the curvature; its hook measures alpha_mean by the Gram path every
+    # check_every steps and at the final iterate: the same bits as the full measurement's alpha_mean, no
+    # column in between, and the 2 %-biased terms fail at a check step (and only there).
+    from eoslib.experiments.intervention import AlignmentMismatchError, ChainHook
+    from eoslib.intervention import ChainTerms, Terms
+    from eoslib.measurement import Measurement
+
+    ob = _tiny_mlp_objective()
+    lean = lambda: Measurement(every=1, probe=None, operators=("hessian",), shares=False, alignment=False)  # noqa: E731
+    full = Measurement(every=1, probe=None, operators=(), shares=False).measure(ob, ob.theta0)
+    hook = ChainHook(ChainTerms(ob), lean(), check_every=5)
+    assert hook(ob, ob.theta0, step=5, t=0.0, final=False)["alpha_mean"] == full["alpha_mean"]
+    assert "alpha_mean" not in hook(ob, ob.theta0, step=6, t=0.0, final=False)
+    assert "abar_gap" in hook(ob, ob.theta0, step=7, t=0.0, final=True)
+
+    class Biased(ChainTerms):
+        def _terms(self, p):
+            t = super()._terms(p)
+            return Terms(t.log_norms - torch.tensor([math.log(1.02)] + [0.0] * (t.log_norms.shape[1] - 1)),
+                         t.log_chain)
+
+    bad = ChainHook(Biased(ob), lean(), check_every=5)
+    assert "abar_gap" not in bad(ob, ob.theta0, step=3, t=0.1, final=False)
+    with pytest.raises(AlignmentMismatchError, match="step 10"):
+        bad(ob, ob.theta0, step=10, t=0.2, final=False)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", [44, 45, 46, 47])
 def test_small_gap_with_a_continuum_below(seed, dtype):

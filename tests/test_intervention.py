@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -411,7 +412,8 @@ def tiny_config(hold=None, alpha_star=None) -> dict:
             "n": 24, "seed": 0, "model": {"width": 16, "depth": 3, "init": "default", "dtype": "float64"},
             "threads": 1, "loss_threshold": 0.3, "device": "cpu", "solver": {"name": "agd", "dt_max": 0.5, "c": 1.0},
             "probe": 16, "measure_every": 5, "max_steps": 400, "time": 40.0, "levels": [0.5, 1.0],
-            "curvature": ["hessian"], "checkpoint_every": 50, "hold": hold, "alpha_star": alpha_star}
+            "curvature": ["hessian"], "checkpoint_every": 50, "check_every": 10, "hold": hold,
+            "alpha_star": alpha_star}
 
 
 def test_tiny_end_to_end(tmp_path):
@@ -447,6 +449,9 @@ def test_tiny_end_to_end(tmp_path):
         assert np.allclose(pre["loss"].iloc[:-1], free_tab["loss"].iloc[:len(pre) - 1], rtol=1e-12, atol=0)
         held = tab[tab["phase"] == "hold"]
         assert (held[key] - sw["target"]).abs().max() < 1e-10
+        checked = held.dropna(subset=["abar_gap"])  # the held ᾱ checked cold every check_every steps and at the end
+        assert set(held["step"].iloc[:-1][held["abar_gap"].iloc[:-1].notna()] % 10) <= {held["step"].iloc[0] % 10}
+        assert len(checked) >= 2 and pd.notna(held["abar_gap"].iloc[-1]) and "alpha_median" not in held
         s = ref(info["theta"])
         final = s["alpha_mean"] if hold == "alpha" else sum(s["log_norm_mean"])
         assert final == pytest.approx(sw["target"], abs=1e-10)

@@ -21,13 +21,16 @@ the default ``agd`` (Δt = min(Δt_max, c/λ₁), c = 1) stays below the edge of
 flow's. ᾱ and the constraints use the probe rows of :class:`~eoslib.measurement.Measurement` (same probe, seed).
 Both phases run on the shared loop, :func:`eoslib.training.train` (hooks, checkpoints and resume, divergence and
 loss-rise checks): the first stops on the :class:`~eoslib.training.Event` "ᾱ reaches α*" (:func:`switch_event`).
-At every measured row :class:`ChainHook` checks the held ᾱ against the measured ``alpha_mean`` (column
-``abar_gap``; a disagreement beyond its stated tolerance stops the run).
+:class:`ChainHook` checks the held ᾱ against the measured ``alpha_mean`` (column ``abar_gap``; a disagreement
+beyond its stated tolerance stops the run): at every measured row of the free run, every ``check_every`` steps of
+an arm's held phase and at its final iterate.
 
 Columns of ``trajectory.csv``: the solver's record (``sharpness`` = λ_max(∇²L) at every iterate for agd/rkc),
 every ``measure_every`` steps of the free run and of an arm's held phase (from the switch on; before it the
 free run has them) the :class:`~eoslib.measurement.Measurement` columns (eigen-solves of the operators in
-``curvature``, alignment measures on the probe), at every iterate the chain-gain
+``curvature``; in the free run also every alignment measure on the probe, in an arm ``alpha_mean`` alone, every
+``check_every`` steps: the whole family was half an arm's cost and only the free runs' is read), at every iterate
+the chain-gain
 decomposition ``abar`` (ᾱ), ``log_alpha_mean``, ``log_norms_mean``, ``log_chain_mean`` (mean log‖P₁‖ = mean
 log α + mean Σₖ log‖Jᵏ‖), ``phase`` (``free`` | ``hold``), and in the held phase the projection's ``c``,
 ``c_drift``, ``c_grad_norm``, ``removed`` (fraction of ‖∇L‖² projected out), ``c_step_drift``, ``newton``,
@@ -93,6 +96,8 @@ SCHEMA = {
     "levels": Opt(ListOf(Num(maximum=1.0), ascending=True), [0.25, 0.5, 0.75, 1.0]),
     "curvature": Opt(ListOf(Choice(OPERATORS, "operator")), ["hessian"]),  # Measurement's eigen-solves
     "checkpoint_every": Opt(Int(), 50),
+    # an arm's cold check of the held ᾱ (the Gram path, :func:`measured_alpha_mean`) every this many steps
+    "check_every": Opt(Int(), 50),
 }
 
 
@@ -115,7 +120,7 @@ def plan(p: dict) -> dict[str, Stage]:
             c |= {"kind": "intervene", "solver": dict(iv["solver"]), "probe": iv["probe"],
                   "measure_every": iv["measure_every"], "max_steps": iv["max_steps"], "time": iv["time"],
                   "levels": list(iv["levels"]), "curvature": list(iv["curvature"]),
-                  "checkpoint_every": iv["checkpoint_every"]}
+                  "checkpoint_every": iv["checkpoint_every"], "check_every": iv["check_every"]}
             runs[run_name(s, seed)] = c | {"hold": None, "alpha_star": None}
             for a in iv["alpha_stars"]:
                 for h in iv["holds"]:
@@ -136,10 +141,13 @@ class AlignmentMismatchError(RuntimeError):
 
 class ChainHook:
     """Train hook: the chain-gain decomposition columns (:data:`CHAIN_COLUMNS`) at every iterate with the
-    certificate of their singular pairs (``chain_converged``, ``chain_residual``), and, where the
-    wrapped :class:`~eoslib.measurement.Measurement` fires, its columns plus a run-time check that the held ᾱ
-    (``abar``) and the measured ``alpha_mean`` agree: |abar/alpha_mean − 1| ≤ ``abar_rtol`` (column
-    ``abar_gap``), else :class:`AlignmentMismatchError` naming the step.
+    certificate of their singular pairs (``chain_converged``, ``chain_residual``), where the wrapped
+    :class:`~eoslib.measurement.Measurement` fires its columns, and a run-time check that the held ᾱ (``abar``)
+    and the measured ``alpha_mean`` agree: |abar/alpha_mean − 1| ≤ ``abar_rtol`` (column ``abar_gap``), else
+    :class:`AlignmentMismatchError` naming the step. ``alpha_mean`` comes from the measurement where it measures
+    alignment (the free run: every measure of the family, read by the horse race), else — the arms, whose
+    measurement solves only the curvature operators — from :func:`measured_alpha_mean` every ``check_every``
+    steps and at the final iterate (None: no check).
 
     Tolerance: both are means over the same probe rows of α = ‖P₁‖/Πₖ‖Jᵏ‖. A top pair of JᵀJ with relative
     residual r has an eigenvalue within r·σ² of its Ritz value, so each ‖Jᵏ‖ is within r/2 relative and α within
@@ -148,10 +156,11 @@ class ChainHook:
     (1–6 % low on these networks) fails it. ``state_dict`` carries the terms' warm starts and the measurement's
     trackers, so a resumed run computes the same values."""
 
-    def __init__(self, terms, measurement=None, abar_rtol: float | None = None) -> None:
+    def __init__(self, terms, measurement=None, abar_rtol: float | None = None,
+                 check_every: int | None = None) -> None:
         import torch
 
-        self.terms, self.measurement = terms, measurement
+        self.terms, self.measurement, self.check_every = terms, measurement, check_every
         eps = torch.finfo(terms.objective.dtype).eps
         depth = sum(1 for m in terms.objective.model.modules() if isinstance(m, torch.nn.Linear))  # K
         self.abar_rtol = depth * terms.tol + 100 * eps if abar_rtol is None else abar_rtol
@@ -163,16 +172,16 @@ class ChainHook:
         row = ev.terms.summary() | (ev.certificate or {})
         row["output_weight_norm"] = output_weight_norm(objective, theta, {})  # a rival predictor (horse race)
         if self.measurement is not None:
-            extra = self.measurement(objective, theta, step=step, t=t, final=final)
-            if extra:
-                row |= extra
-                if "alpha_mean" in extra:
-                    gap = row["abar"] / extra["alpha_mean"] - 1
-                    row["abar_gap"] = gap
-                    if not abs(gap) <= self.abar_rtol:
-                        raise AlignmentMismatchError(
-                            f"step {step} (t={t:.6g}): the held ᾱ = {row['abar']:.8g} and the measured alpha_mean = "
-                            f"{extra['alpha_mean']:.8g} differ by {gap:.3g} (relative) > {self.abar_rtol:.3g}")
+            row |= self.measurement(objective, theta, step=step, t=t, final=final) or {}
+        if "alpha_mean" not in row and self.check_every and (final or step % self.check_every == 0):
+            row["alpha_mean"] = measured_alpha_mean(objective, theta, self.terms.X)
+        if "alpha_mean" in row:
+            gap = row["abar"] / row["alpha_mean"] - 1
+            row["abar_gap"] = gap
+            if not abs(gap) <= self.abar_rtol:
+                raise AlignmentMismatchError(
+                    f"step {step} (t={t:.6g}): the held ᾱ = {row['abar']:.8g} and the measured alpha_mean = "
+                    f"{row['alpha_mean']:.8g} differ by {gap:.3g} (relative) > {self.abar_rtol:.3g}")
         return row
 
     def state_dict(self) -> dict:
@@ -183,6 +192,20 @@ class ChainHook:
         self.terms.load_state_dict(state["terms"])
         if self.measurement is not None and state.get("measurement") is not None:
             self.measurement.load_state_dict(state["measurement"])
+
+
+def measured_alpha_mean(objective, theta, X) -> float:
+    """``alpha_mean`` at θ on the rows X by the measurement's own path, cold: ‖Jᵏ‖₂ and ‖P₁‖₂ from ``eigvalsh`` of
+    every Gram matrix (:func:`eoslib.alignment.alignment_stats`, the pass :class:`~eoslib.measurement.Measurement`
+    makes, without the statistics beyond α) and the registered measure :func:`eoslib.measures.library.alpha_mean` —
+    independent of the warm envelope-theorem pairs of :class:`~eoslib.intervention.ChainTerms` it checks. The same
+    bits as the measurement's ``alpha_mean`` on the same rows (the same chunks and kernel)."""
+    from ..alignment import alignment_stats
+    from ..measures.library import ProbeStats, alpha_mean
+
+    f = lambda v: v.detach().double().cpu().numpy()  # noqa: E731
+    norms, chain, factors = (f(v) for v in alignment_stats(objective.to_model(theta), X))
+    return alpha_mean(ProbeStats(norms, chain, factors, {}))
 
 
 def switch_event(terms, alpha_star: float):
@@ -213,11 +236,13 @@ def run(config: dict, folder: Path, progress: bool, measure: bool = True) -> tup
         return run_taylor(objective, solver, Stop(loss=thr, time=T, steps=steps), config, kw)
     terms = ChainTerms(objective, probe_subset(objective.X, config["probe"], config["seed"]),
                        extended=config["hold"] == "vector")
-    ops = tuple(config["curvature"])
-    measured = ChainHook(terms, Measurement(every=config["measure_every"], probe=config["probe"], seed=config["seed"],
-                                            operators=ops, shares="ggn" in ops) if measure else None)
-    hooks = [measured]
-    hold, a_star = config["hold"], config["alpha_star"]
+    ops, hold, a_star = tuple(config["curvature"]), config["hold"], config["alpha_star"]
+    # the free run measures every alignment measure (the horse race reads them); an arm only the curvature, and
+    # checks its held ᾱ cold every check_every steps (the whole family every 10 steps was half an arm's cost)
+    meas = Measurement(every=config["measure_every"], probe=config["probe"], seed=config["seed"], operators=ops,
+                       shares="ggn" in ops, alignment=hold is None)
+    hooks = [ChainHook(terms, meas, check_every=None if hold is None else config["check_every"]) if measure
+             else ChainHook(terms)]
     if hold is None:
         r = train(solver, objective, until=Stop(loss=thr, time=T, steps=steps), hooks=hooks, **kw)
         table = r.table.assign(phase="free")
