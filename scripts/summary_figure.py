@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-PROFILES = {"default": REPO, "extended": REPO / "profiles/extended", "mse": REPO / "profiles/mse",
-            "authors": REPO / "profiles/authors"}
+PROFILES = {"default": REPO, "extended": REPO / "profiles/extended", "long-range": REPO / "profiles/long-range",
+            "mse": REPO / "profiles/mse", "authors": REPO / "profiles/authors"}
 MEASURES = {"alpha_mean": "ᾱ", "chain_gain": "‖P₁‖", "sharpness": "λ_max"}
 
 
